@@ -1,0 +1,478 @@
+"""Packet buffers: one :class:`Mempool` of numpy arrays, and the light :class:`Mbuf` handle.
+
+A mempool owns a single ``uint8`` array of shape ``(capacity, headroom + buf_size)`` -- every
+packet buffer is one row -- plus one numpy array per slot attribute (``data_off``,
+``data_len``, ``refcnt``, ``port``, ``rss_hash``, ``timestamp``) and a free stack.  The
+same memory is reachable two ways with no copy:
+
+* per packet, through :class:`Mbuf` handles and the typed headers of :mod:`nfkit.packets`,
+  which read and write through flat ``memoryview`` s (a Python int per access, no numpy
+  scalar overhead);
+* per batch, through the numpy arrays themselves: ``pool.data[slots, pool.data_off[slots] + k]``
+  gathers byte ``k`` of every packet of a batch at once.
+
+The buffer memory is an anonymous shared ``mmap``, so worker processes forked later see the
+same pool.  A fresh buffer starts ``headroom`` bytes into its row; growing a packet near its
+front uses the headroom (DPDK-style prepend), near its back the tailroom.
+"""
+
+from __future__ import annotations
+
+import mmap
+from typing import TYPE_CHECKING, Iterable, Sequence, TypeVar
+
+import numpy as np
+
+from .errors import BadOffset, DoubleFree, MempoolExhausted, OutOfBuffer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .packets.base import Packet
+
+    P = TypeVar("P", bound=Packet)
+
+__all__ = ["Mempool", "Mbuf", "default_pool", "set_default_pool"]
+
+
+class Mempool:
+    """A fixed-size pool of packet buffers backed by numpy arrays.
+
+    ``capacity`` buffers of ``buf_size`` data bytes each, with ``headroom`` extra bytes in
+    front of every buffer for prepending headers.  capsule (after DPDK) defaults to
+    65535 buffers of 2048 + 128 bytes; so does nfkit.  The memory is mapped lazily, so an
+    unused pool costs address space, not RAM.
+    """
+
+    def __init__(self, capacity: int = 65535, buf_size: int = 2048, headroom: int = 128,
+                 name: str | None = None) -> None:
+        if capacity < 1:
+            raise ValueError(f"mempool capacity must be at least 1, got {capacity}")
+        if buf_size < 64:
+            raise ValueError(f"mempool buf_size must be at least 64 bytes, got {buf_size}")
+        if headroom < 0:
+            raise ValueError(f"mempool headroom cannot be negative, got {headroom}")
+        self.name = name or f"mempool{id(self):x}"
+        self.capacity = capacity
+        self.buf_size = buf_size
+        self.headroom = headroom
+        #: bytes per row: headroom + data room
+        self.stride = stride = headroom + buf_size
+        self._mem = mmap.mmap(-1, capacity * stride)
+        #: every buffer, one row each: ``data[slot, data_off[slot] : data_off[slot] + data_len[slot]]``
+        self.data = np.frombuffer(self._mem, dtype=np.uint8).reshape(capacity, stride)
+        #: where each packet starts inside its row
+        self.data_off = np.full(capacity, headroom, dtype=np.uint32)
+        #: packet length of each slot
+        self.data_len = np.zeros(capacity, dtype=np.uint32)
+        #: 1 while a slot is allocated, 0 while free (double-free detection)
+        self.refcnt = np.zeros(capacity, dtype=np.uint8)
+        #: receive port id, RSS hash and receive timestamp (ns), filled by drivers
+        self.port = np.zeros(capacity, dtype=np.uint16)
+        self.rss_hash = np.zeros(capacity, dtype=np.uint32)
+        self.timestamp = np.zeros(capacity, dtype=np.uint64)
+        # The free stack: slots free[0:_top] are free; allocation pops from the top.
+        self._free = np.arange(capacity - 1, -1, -1, dtype=np.int32)
+        self._top = capacity
+        # Fast per-packet views of the same memory (format 'B' and 'I': Python ints).
+        self._buf = memoryview(self._mem)
+        self._off_mv = memoryview(self.data_off)
+        self._len_mv = memoryview(self.data_len)
+
+    # -- bookkeeping ------------------------------------------------------------------
+    @property
+    def available(self) -> int:
+        """Free buffers."""
+        return self._top
+
+    @property
+    def in_use(self) -> int:
+        """Allocated buffers (what a leak check looks at)."""
+        return self.capacity - self._top
+
+    def __repr__(self) -> str:
+        return (f"Mempool({self.name!r}, capacity={self.capacity}, buf_size={self.buf_size}, "
+                f"headroom={self.headroom}, in_use={self.in_use})")
+
+    # -- slot-level allocation (what batches and drivers use) -------------------------
+    def alloc_slots(self, n: int) -> np.ndarray:
+        """Allocate ``n`` buffers, all or nothing; returns their slots as ``int32``.
+
+        Raises :class:`MempoolExhausted` (nothing allocated) when fewer than ``n`` are free.
+        """
+        if n < 0:
+            raise ValueError(f"cannot allocate a negative number of buffers ({n})")
+        top = self._top
+        if n > top:
+            raise MempoolExhausted(
+                f"mempool {self.name}: cannot allocate {n} buffers, {top} of {self.capacity} free")
+        slots = self._free[top - n:top][::-1].copy()
+        self._top = top - n
+        self.refcnt[slots] = 1
+        self.data_off[slots] = self.headroom
+        self.data_len[slots] = 0
+        return slots
+
+    def free_slots(self, slots: "np.ndarray | Sequence[int]") -> None:
+        """Return buffers to the pool.
+
+        Raises :class:`DoubleFree` and frees nothing if any slot is not allocated or appears
+        twice in ``slots``.
+        """
+        s = np.asarray(slots, dtype=np.int32).ravel()
+        n = s.size
+        if n == 0:
+            return
+        if s.min() < 0 or s.max() >= self.capacity:
+            raise DoubleFree(f"mempool {self.name}: slot out of range in free "
+                             f"(valid 0..{self.capacity - 1})")
+        rc = self.refcnt
+        if not rc[s].all():
+            bad = s[rc[s] == 0][:4].tolist()
+            raise DoubleFree(f"mempool {self.name}: buffer(s) {bad} freed but not allocated")
+        # Unbuffered decrement: a slot listed twice wraps to 255 and is caught.
+        np.subtract.at(rc, s, 1)
+        if n > 1 and rc[s].any():
+            np.add.at(rc, s, 1)
+            raise DoubleFree(f"mempool {self.name}: a buffer appears twice in one free_bulk")
+        top = self._top
+        self._free[top:top + n] = s
+        self._top = top + n
+
+    def _alloc_one(self) -> int:
+        top = self._top
+        if top == 0:
+            raise MempoolExhausted(
+                f"mempool {self.name}: cannot allocate a buffer, 0 of {self.capacity} free")
+        top -= 1
+        self._top = top
+        slot = int(self._free[top])
+        self.refcnt[slot] = 1
+        self._off_mv[slot] = self.headroom
+        self._len_mv[slot] = 0
+        return slot
+
+    def _free_one(self, slot: int) -> None:
+        if not 0 <= slot < self.capacity or not self.refcnt[slot]:
+            raise DoubleFree(f"mempool {self.name}: buffer {slot} freed but not allocated")
+        self.refcnt[slot] = 0
+        self._free[self._top] = slot
+        self._top += 1
+
+    def mbuf(self, slot: int) -> "Mbuf":
+        """A handle on an allocated slot (no allocation)."""
+        return Mbuf(self, int(slot))
+
+
+_default_pool: Mempool | None = None
+
+
+def default_pool() -> Mempool:
+    """The process-wide pool, created with capsule's defaults on first use."""
+    global _default_pool
+    if _default_pool is None:
+        _default_pool = Mempool(name="mempool0")
+    return _default_pool
+
+
+def set_default_pool(pool: Mempool | None) -> Mempool | None:
+    """Make ``pool`` the process-wide default (``None``: lazily create a new one); returns
+    the previous default.  The runtime gives each core process its own pool this way."""
+    global _default_pool
+    prev, _default_pool = _default_pool, pool
+    return prev
+
+
+class Mbuf:
+    """A handle on one packet buffer: ``(pool, slot)``, nothing else.
+
+    Handles are cheap and carry no state of their own, so any number may refer to one slot
+    and all see the same bytes.  A buffer is not freed when its handle is garbage collected:
+    like DPDK, ownership is explicit (:meth:`free`, :meth:`free_bulk`, or a pipeline that
+    transmits or drops the packet).
+
+    An Mbuf is also the root of the packet chain: ``mbuf.parse(Ethernet)``,
+    ``mbuf.peek(Ethernet)`` and ``mbuf.push(Ethernet)`` start at offset 0.
+    """
+
+    __slots__ = ("pool", "slot")
+
+    def __init__(self, pool: Mempool, slot: int) -> None:
+        self.pool = pool
+        self.slot = slot
+
+    # -- allocation -------------------------------------------------------------------
+    @classmethod
+    def alloc(cls, pool: Mempool | None = None) -> "Mbuf":
+        """Allocate an empty buffer (``data_len == 0``) from ``pool`` or the default pool."""
+        pool = pool or default_pool()
+        return cls(pool, pool._alloc_one())
+
+    @classmethod
+    def alloc_bulk(cls, n: int, pool: Mempool | None = None) -> list["Mbuf"]:
+        """Allocate ``n`` empty buffers, all or nothing (:class:`MempoolExhausted`)."""
+        pool = pool or default_pool()
+        return [cls(pool, s) for s in pool.alloc_slots(n).tolist()]
+
+    @classmethod
+    def from_bytes(cls, data: "bytes | bytearray | memoryview", pool: Mempool | None = None) -> "Mbuf":
+        """A new buffer holding a copy of ``data`` (empty data is allowed)."""
+        pool = pool or default_pool()
+        n = len(data)
+        if n > pool.buf_size:
+            raise OutOfBuffer(f"{n} bytes do not fit a {pool.buf_size}-byte buffer")
+        m = cls(pool, pool._alloc_one())
+        base = m.slot * pool.stride + pool.headroom
+        pool._buf[base:base + n] = data
+        pool._len_mv[m.slot] = n
+        return m
+
+    def free(self) -> None:
+        """Return the buffer to its pool (:class:`DoubleFree` if it is not allocated)."""
+        self.pool._free_one(self.slot)
+
+    @staticmethod
+    def free_bulk(mbufs: Iterable["Mbuf"]) -> None:
+        """Free many buffers, grouped by pool, each group in one call."""
+        by_pool: dict[int, tuple[Mempool, list[int]]] = {}
+        for m in mbufs:
+            entry = by_pool.get(id(m.pool))
+            if entry is None:
+                by_pool[id(m.pool)] = (m.pool, [m.slot])
+            else:
+                entry[1].append(m.slot)
+        for pool, slots in by_pool.values():
+            pool.free_slots(slots)
+
+    # -- geometry ---------------------------------------------------------------------
+    @property
+    def data_len(self) -> int:
+        """Bytes of packet data."""
+        return self.pool._len_mv[self.slot]
+
+    def __len__(self) -> int:
+        return self.pool._len_mv[self.slot]
+
+    @property
+    def data_off(self) -> int:
+        """Where the packet starts inside the buffer row (the headroom left)."""
+        return self.pool._off_mv[self.slot]
+
+    @property
+    def headroom(self) -> int:
+        return self.pool._off_mv[self.slot]
+
+    @property
+    def tailroom(self) -> int:
+        p = self.pool
+        return p.stride - p._off_mv[self.slot] - p._len_mv[self.slot]
+
+    @property
+    def _abs(self) -> int:
+        """Absolute position of the packet's first byte in the pool's flat buffer."""
+        p = self.pool
+        return self.slot * p.stride + p._off_mv[self.slot]
+
+    @property
+    def _end(self) -> int:
+        p = self.pool
+        s = self.slot
+        return s * p.stride + p._off_mv[s] + p._len_mv[s]
+
+    _hlen = 0
+    _env = None
+
+    @property
+    def _mbuf(self) -> "Mbuf":
+        return self
+
+    @property
+    def _buf(self) -> memoryview:
+        return self.pool._buf
+
+    @property
+    def mbuf(self) -> "Mbuf":
+        return self
+
+    @property
+    def offset(self) -> int:
+        return 0
+
+    @property
+    def header_len(self) -> int:
+        return 0
+
+    @property
+    def payload_len(self) -> int:
+        return self.data_len
+
+    @property
+    def envelope(self) -> None:
+        """An Mbuf is the outermost layer: it has no envelope."""
+        return None
+
+    # -- data access ------------------------------------------------------------------
+    def _check(self, offset: int, n: int) -> int:
+        length = self.pool._len_mv[self.slot]
+        if offset < 0 or n < 0 or offset > length:
+            raise BadOffset(f"offset {offset} is outside the packet (length {length})")
+        if offset + n > length:
+            raise BadOffset(f"{n} bytes at offset {offset} exceed the packet length {length}")
+        return self._abs + offset
+
+    def read_data(self, offset: int, n: int) -> bytes:
+        """A copy of ``n`` bytes at ``offset``."""
+        a = self._check(offset, n)
+        return self.pool._buf[a:a + n].tobytes()
+
+    def write_data(self, offset: int, data: "bytes | bytearray | memoryview") -> None:
+        """Overwrite packet bytes at ``offset`` (the packet does not grow: extend first)."""
+        n = len(data)
+        a = self._check(offset, n)
+        self.pool._buf[a:a + n] = data
+
+    def view(self) -> memoryview:
+        """A writable zero-copy view of the packet bytes (valid until the packet is resized)."""
+        a = self._abs
+        return self.pool._buf[a:a + self.data_len]
+
+    def to_bytes(self) -> bytes:
+        """A copy of the packet bytes."""
+        a = self._abs
+        return self.pool._buf[a:a + self.data_len].tobytes()
+
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+    # -- resizing ---------------------------------------------------------------------
+    def _resize(self, offset: int, n: int) -> tuple[int, int]:
+        """Insert ``n`` zero bytes at ``offset`` (``n < 0``: remove ``-n`` bytes there).
+
+        Moves whichever side of ``offset`` is shorter, using headroom or tailroom.  Returns
+        how far the packet's start and end moved in the flat buffer, so packet views that
+        enclose ``offset`` can follow.
+        """
+        p = self.pool
+        s = self.slot
+        off = p._off_mv[s]
+        length = p._len_mv[s]
+        row = s * p.stride
+        buf = p._buf
+        if offset < 0 or offset > length:
+            raise BadOffset(f"offset {offset} is outside the packet (length {length})")
+        if n > 0:
+            head_ok = off >= n
+            tail_ok = off + length + n <= p.stride
+            if not (head_ok or tail_ok):
+                raise OutOfBuffer(
+                    f"cannot grow the packet by {n} bytes: {off} bytes of headroom and "
+                    f"{p.stride - off - length} of tailroom")
+            a = row + off
+            if head_ok and (offset <= length - offset or not tail_ok):
+                # Move the front [0, offset) left by n.
+                if offset:
+                    buf[a - n:a - n + offset] = buf[a:a + offset].tobytes()
+                buf[a - n + offset:a + offset] = bytes(n)
+                p._off_mv[s] = off - n
+                p._len_mv[s] = length + n
+                return -n, 0
+            # Move the back [offset, length) right by n.
+            tail = length - offset
+            if tail:
+                buf[a + offset + n:a + length + n] = buf[a + offset:a + length].tobytes()
+            buf[a + offset:a + offset + n] = bytes(n)
+            p._len_mv[s] = length + n
+            return 0, n
+        if n < 0:
+            k = -n
+            if offset + k > length:
+                raise BadOffset(f"cannot remove {k} bytes at offset {offset}: "
+                                f"the packet is {length} bytes")
+            a = row + off
+            if offset < length - offset - k:
+                # Move the front right by k.
+                if offset:
+                    buf[a + k:a + k + offset] = buf[a:a + offset].tobytes()
+                p._off_mv[s] = off + k
+                p._len_mv[s] = length - k
+                return k, 0
+            tail = length - offset - k
+            if tail:
+                buf[a + offset:a + offset + tail] = buf[a + offset + k:a + length].tobytes()
+            p._len_mv[s] = length - k
+            return 0, -k
+        return 0, 0
+
+    def extend(self, offset: int, n: int) -> None:
+        """Insert ``n`` zero bytes at ``offset`` (0 <= offset <= data_len), using the
+        headroom when the front is shorter, else the tailroom.  :class:`OutOfBuffer` if
+        neither has room; :class:`BadOffset` for an offset outside the packet."""
+        if n < 0:
+            raise ValueError(f"extend takes a non-negative length, got {n}")
+        self._resize(offset, n)
+
+    def shrink(self, offset: int, n: int) -> None:
+        """Remove ``n`` bytes at ``offset`` (they must lie inside the packet)."""
+        if n < 0:
+            raise ValueError(f"shrink takes a non-negative length, got {n}")
+        self._resize(offset, -n)
+
+    def truncate(self, n: int) -> None:
+        """Cut the packet to its first ``n`` bytes (``n <= data_len``)."""
+        length = self.data_len
+        if not 0 <= n <= length:
+            raise BadOffset(f"cannot truncate a {length}-byte packet to {n} bytes")
+        self.pool._len_mv[self.slot] = n
+
+    # -- packet-chain root ------------------------------------------------------------
+    def parse(self, cls: "type[P]") -> "P":
+        """Parse the outermost header (normally :class:`~nfkit.packets.Ethernet`)."""
+        return cls._try_parse(self, False)
+
+    def peek(self, cls: "type[P]") -> "P":
+        """A read-only view of the outermost header."""
+        return cls._try_parse(self, True)
+
+    def push(self, cls: "type[P]") -> "P":
+        """Insert a default ``cls`` header at the front of the packet."""
+        return cls._try_push(self)
+
+    def reset(self) -> "Mbuf":
+        return self
+
+    def deparse(self) -> "Mbuf":
+        return self
+
+    def _carries(self, cls: type) -> bool:
+        return bool(getattr(cls, "OUTERMOST", False))
+
+    _can_carry = _carries
+
+    def _set_next(self, cls: type) -> None:
+        pass
+
+    def _describe_next(self) -> str:
+        return "the buffer start"
+
+    def _move(self, d_start: int, d_end: int) -> None:
+        pass
+
+    _READONLY = False
+
+    def reconcile(self) -> None:
+        pass
+
+    def reconcile_all(self) -> None:
+        """Parse every header nfkit knows and fix lengths and checksums, inner first."""
+        from .packets.dissect import dissect
+
+        layers = dissect(self)
+        if layers:
+            layers[-1].reconcile_all()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mbuf) and other.pool is self.pool and other.slot == self.slot
+
+    def __hash__(self) -> int:
+        return hash((id(self.pool), self.slot))
+
+    def __repr__(self) -> str:
+        return f"Mbuf(slot={self.slot}, data_len={self.data_len}, data_off={self.data_off})"

@@ -1,0 +1,341 @@
+"""The :class:`Packet` base: capsule's parse / peek / push / remove semantics over an Mbuf.
+
+A parsed header is a small object ``(mbuf, envelope, offset, end, header_len)`` viewing one
+shared buffer; it copies nothing.  ``envelope`` is the enclosing header (an
+:class:`~nfkit.Mbuf` for the outermost one), so ``tcp.envelope.envelope`` is the Ethernet
+header of an Ethernet/IPv4/TCP packet.
+
+Positions are absolute indices in the pool's flat buffer.  Operations that resize the packet
+(``push``, ``remove``, setting options or segments...) move the headers of the chain they are
+called on; other views of the same buffer taken before the resize are stale afterwards (in
+capsule the borrow checker forbids holding them; in Python: do not keep them).
+
+Lengths: a header extends to the end of its envelope, except that IPv4 and IPv6 stop where
+their own length field says -- Ethernet padding after a short IP packet is *not* payload (a
+fix over capsule, which counts it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, TypeVar
+
+from ..errors import (MalformedError, ProtocolMismatch, ReadOnlyError, TruncatedError)
+from .fields import Field, default_bytes, format_value, install_accessors, readonly_property
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..buffers import Mbuf
+
+P = TypeVar("P", bound="Packet")
+
+__all__ = ["Packet", "P"]
+
+
+class Packet:
+    """Base class of every protocol header.
+
+    Subclasses declare ``NAME``, ``FIELDS`` and ``SIZE`` (the fixed part), optionally
+    ``CHECKSUM`` (offset of the checksum covering the header, kept valid by setters), and the
+    discriminators they are known by in an envelope: ``ETHERTYPE``, ``IP_PROTOCOL``,
+    ``UDP_PORTS``.  Variable-length headers override :meth:`_compute_hlen`; extra checks go
+    in :meth:`_validate`.
+    """
+
+    __slots__ = ("_mbuf", "_env", "_buf", "_abs", "_end", "_hlen")
+
+    NAME: ClassVar[str] = "packet"
+    FIELDS: ClassVar[tuple[Field, ...]] = ()
+    ALL_FIELDS: ClassVar[tuple[Field, ...]] = ()
+    SIZE: ClassVar[int] = 0
+    CHECKSUM: ClassVar[int | None] = None
+    CHECKSUM_ZERO_MEANS_NONE: ClassVar[bool] = False
+    #: the covering checksum is found by :meth:`_csum_fix` (e.g. NDP options in ICMPv6)
+    CHECKSUM_VIA_METHOD: ClassVar[bool] = False
+    ETHERTYPE: ClassVar[int | None] = None
+    IP_PROTOCOL: ClassVar[int | None] = None
+    IP_FAMILY: ClassVar[int | None] = None
+    UDP_PORTS: ClassVar[tuple[int, ...]] = ()
+    OUTERMOST: ClassVar[bool] = False
+    _READONLY: ClassVar[bool] = False
+    _RO: ClassVar[type]
+    _DEFAULTS: ClassVar[bytes] = b""
+
+    if TYPE_CHECKING:  # pragma: no cover
+        _mbuf: Mbuf
+        _env: Any
+        _buf: memoryview
+        _abs: int
+        _end: int
+        _hlen: int
+
+    # -- class construction: derive everything from FIELDS -----------------------------
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("_readonly_variant"):
+            return
+        own = cls.__dict__.get("FIELDS", ())
+        if own:
+            inherited = tuple(f for f in cls.ALL_FIELDS if f.name not in {g.name for g in own})
+            cls.ALL_FIELDS = inherited + tuple(own)
+            install_accessors(cls, tuple(own), cls.CHECKSUM, cls.CHECKSUM_VIA_METHOD,
+                              cls.CHECKSUM_ZERO_MEANS_NONE)
+        cls._DEFAULTS = default_bytes(cls.SIZE, cls.ALL_FIELDS)
+        # The read-only variant peek() returns: same class for isinstance, setters refuse.
+        ns: dict[str, Any] = {"__slots__": (), "_READONLY": True, "_readonly_variant": True,
+                              "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                              "__doc__": cls.__doc__}
+        seen: set[str] = set()
+        for klass in cls.__mro__:
+            for name, attr in vars(klass).items():
+                if name in seen:
+                    continue
+                seen.add(name)
+                if isinstance(attr, property) and attr.fset is not None:
+                    ns[name] = readonly_property(name, attr)
+        cls._RO = type(cls.__name__, (cls,), ns)
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def _try_parse(cls: type[P], env: Any, ro: bool) -> P:
+        """Parse a ``cls`` header as the payload of ``env`` (a packet or an Mbuf)."""
+        if not env._carries(cls):
+            raise ProtocolMismatch(cls.NAME, f"not a {cls.NAME} packet: {env._describe_next()}")
+        p = object.__new__(cls._RO if ro else cls)
+        p._env = env
+        p._mbuf = env._mbuf
+        p._buf = env._buf
+        start = env._abs + env._hlen
+        p._abs = start
+        end = p._end = env._end
+        avail = end - start
+        if avail < cls.SIZE:
+            raise TruncatedError(cls.NAME, f"header needs {cls.SIZE} bytes, {avail} remain")
+        p._hlen = cls.SIZE
+        p._validate(avail)
+        return p
+
+    def _validate(self, avail: int) -> None:
+        """Check the header beyond its fixed size; set ``_hlen`` and ``_end`` if they vary."""
+        hlen = self._compute_hlen()
+        if hlen != self._hlen:
+            if hlen < self.SIZE:
+                raise MalformedError(self.NAME, f"header length {hlen} is below the minimum {self.SIZE}")
+            if hlen > avail:
+                raise TruncatedError(self.NAME, f"header length {hlen} exceeds remaining {avail} bytes")
+            self._hlen = hlen
+
+    def _compute_hlen(self) -> int:
+        """The header length as the header's own fields give it (fixed by default)."""
+        return self.SIZE
+
+    @classmethod
+    def _try_push(cls: type[P], env: Any) -> P:
+        """Insert a default ``cls`` header right after ``env``'s header."""
+        if env._READONLY:
+            raise ReadOnlyError(f"cannot push onto a peeked {type(env).__name__}")
+        if not env._can_carry(cls):
+            raise ProtocolMismatch(cls.NAME, f"a {cls.NAME} header cannot follow "
+                                             f"{getattr(env, 'NAME', type(env).__name__)}")
+        mbuf = env._mbuf
+        at = env._abs + env._hlen
+        size = len(cls._DEFAULTS)
+        d0, d1 = mbuf._resize(at - mbuf._abs, size)
+        env._move(d0, d1)
+        at += d0
+        p = object.__new__(cls)
+        p._env = env
+        p._mbuf = mbuf
+        buf = p._buf = env._buf
+        p._abs = at
+        p._end = env._end
+        p._hlen = size
+        buf[at:at + size] = cls._DEFAULTS
+        env._set_next(cls)
+        p._on_push()
+        return p
+
+    def _on_push(self) -> None:
+        """Hook run after a default header was pushed and the envelope points at it."""
+
+    # -- the chain ----------------------------------------------------------------------
+    def parse(self, cls: type[P]) -> P:
+        """Parse the payload as a ``cls`` header.  Raises a :class:`~nfkit.ParseError`
+        (and leaves the buffer unchanged) when it is not one or is malformed."""
+        return cls._try_parse(self, False)
+
+    def peek(self, cls: type[P]) -> P:
+        """Like :meth:`parse`, but the result is read-only (its setters refuse)."""
+        return cls._try_parse(self, True)
+
+    def push(self, cls: type[P]) -> P:
+        """Insert a default ``cls`` header after this one and point this header's
+        next-protocol field at it.  The old payload becomes the new header's payload."""
+        return cls._try_push(self)
+
+    def remove(self) -> Any:
+        """Strip this header from the packet and return the envelope."""
+        self._check_writable("remove")
+        env = self._env
+        mbuf = self._mbuf
+        d0, d1 = mbuf._resize(self._abs - mbuf._abs, -self._hlen)
+        env._move(d0, d1)
+        return env
+
+    def remove_payload(self) -> None:
+        """Cut everything after this header (up to this header's end)."""
+        self.set_payload(b"")
+
+    def deparse(self) -> Any:
+        """The envelope (no buffer change)."""
+        return self._env
+
+    def reset(self) -> "Mbuf":
+        """Back to the Mbuf."""
+        return self._mbuf
+
+    @property
+    def envelope(self) -> Any:
+        return self._env
+
+    @property
+    def mbuf(self) -> "Mbuf":
+        return self._mbuf
+
+    def layers(self) -> list["Packet"]:
+        """The headers of the chain, outermost first, ending with this one."""
+        out = []
+        p: Any = self
+        while p._env is not None:
+            out.append(p)
+            p = p._env
+        out.reverse()
+        return out
+
+    def _move(self, d0: int, d1: int) -> None:
+        """The packet was resized inside this header: shift start by d0, end by d1 --
+        for this header and every envelope."""
+        p: Any = self
+        while p._env is not None:
+            p._abs += d0
+            p._end += d1
+            p = p._env
+
+    def _check_writable(self, what: str) -> None:
+        if self._READONLY:
+            raise ReadOnlyError(f"cannot {what} a {self.NAME} header obtained with peek()")
+
+    # -- geometry -----------------------------------------------------------------------
+    @property
+    def offset(self) -> int:
+        """Where this header starts, from the start of the packet."""
+        return self._abs - self._mbuf._abs
+
+    @property
+    def header_len(self) -> int:
+        return self._hlen
+
+    @property
+    def payload_offset(self) -> int:
+        return self._abs + self._hlen - self._mbuf._abs
+
+    @property
+    def payload_len(self) -> int:
+        return self._end - self._abs - self._hlen
+
+    def __len__(self) -> int:
+        """Bytes from the start of this header to the end of its packet."""
+        return self._end - self._abs
+
+    @property
+    def payload(self) -> bytes:
+        """A copy of the payload bytes."""
+        s = self._abs + self._hlen
+        return self._buf[s:self._end].tobytes()
+
+    def payload_view(self) -> memoryview:
+        """A writable zero-copy view of the payload (valid until the packet is resized)."""
+        return self._buf[self._abs + self._hlen:self._end]
+
+    def header_bytes(self) -> bytes:
+        return self._buf[self._abs:self._abs + self._hlen].tobytes()
+
+    def set_payload(self, data: "bytes | bytearray | memoryview") -> None:
+        """Replace the payload, growing or shrinking the packet as needed."""
+        self._check_writable("set the payload of")
+        start = self._abs + self._hlen
+        delta = len(data) - (self._end - start)
+        if delta:
+            mbuf = self._mbuf
+            rel = start - mbuf._abs
+            if delta > 0:
+                d0, d1 = mbuf._resize(rel + (self._end - start), delta)
+            else:
+                d0, d1 = mbuf._resize(rel + len(data), delta)
+            self._move(d0, d1)
+            start = self._abs + self._hlen
+        self._buf[start:start + len(data)] = data
+
+    def _resize_header(self, at: int, n: int) -> None:
+        """Grow (n > 0) or shrink (n < 0) this header at header-relative offset ``at``."""
+        self._check_writable("resize")
+        mbuf = self._mbuf
+        d0, d1 = mbuf._resize(self._abs + at - mbuf._abs, n)
+        self._move(d0, d1)
+        self._hlen += n
+
+    # -- envelope protocol: what may follow this header ---------------------------------
+    def _carries(self, cls: type) -> bool:
+        return False
+
+    def _can_carry(self, cls: type) -> bool:
+        return False
+
+    def _set_next(self, cls: type) -> None:
+        pass
+
+    def _describe_next(self) -> str:
+        return f"{self.NAME} does not carry another known header"
+
+    # -- checksums ----------------------------------------------------------------------
+    def _csum_fix(self, old: int, new: int) -> None:
+        """Adjust the checksum covering this header after words summing to ``old`` became
+        ``new`` (classes without a fixed ``CHECKSUM`` offset override it)."""
+
+    def _pseudo_fix(self, old: int, new: int, offset: int) -> None:
+        """The pseudo-header address at header offset ``offset`` changed from ``old`` to
+        ``new`` (IP headers override this to fix the transport checksum)."""
+
+    def reconcile(self) -> None:
+        """Recompute this header's derived fields (lengths, next-header, checksums)."""
+        self._check_writable("reconcile")
+
+    def reconcile_all(self) -> None:
+        """Reconcile this header, then every envelope outwards (inner layers first)."""
+        p: Any = self
+        while p._env is not None:
+            p.reconcile()
+            p = p._env
+
+    # -- display ------------------------------------------------------------------------
+    def fields(self) -> dict[str, Any]:
+        """Every declared field and its current value."""
+        return {f.name: getattr(self, f.name) for f in self.ALL_FIELDS}
+
+    def _extra_repr(self) -> list[str]:
+        return []
+
+    def __repr__(self) -> str:
+        try:
+            parts = [f"{f.name}={format_value(f, getattr(self, f.name))}" for f in self.ALL_FIELDS]
+        except Exception as exc:  # a stale view must still print
+            parts = [f"<unreadable: {exc}>"]
+        parts += self._extra_repr()
+        ro = " (peek)" if self._READONLY else ""
+        return (f"{self.NAME}{ro}({', '.join(parts)}; offset={self.offset}, "
+                f"header_len={self._hlen}, len={len(self)})")
+
+    def summary(self) -> str:
+        """A short one-line description (used by dumps)."""
+        return self.NAME
+
+    def __iter__(self) -> Iterator[Any]:  # pragma: no cover - guard against list(packet)
+        raise TypeError(f"{self.NAME} headers are not iterable")

@@ -1,0 +1,363 @@
+"""Header field declarations: the one source every view of a header derives from.
+
+A protocol declares its header once, as a tuple of :class:`Field` s -- name, byte offset,
+width, bit mask, kind, default.  From that tuple nfkit derives
+
+* the per-packet accessors (properties generated as straight-line code, so a field read is
+  one or two buffer reads, and a setter keeps the covering checksums valid incrementally),
+* the read-only variants returned by ``peek``,
+* ``repr`` and the one-line dumps,
+* the default bytes written by ``push``,
+* the hypothesis strategies of :mod:`nfkit.testing`,
+* (in the vector path) the numpy column gathers: ``(offset, width, mask)`` is all a column
+  needs.
+
+No accessor is written by hand for a declared field.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field as dc_field
+from enum import IntEnum
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, Callable
+
+from ..checksum import update as _csum_update
+from ..errors import FieldValueError, ReadOnlyError
+from ..net import MacAddr, to_ipv4, to_ipv6, to_mac
+
+__all__ = ["Field", "U8", "U16", "U24", "U32", "Bits", "Flag", "Mac", "Ip4", "Ip6", "ANY",
+           "install_accessors", "readonly_property", "default_bytes", "format_value"]
+
+
+class _Any:
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+#: ``Field.gen`` value meaning "any value of the field's range" in generated packets.
+ANY: Any = _Any()
+
+KINDS = ("int", "flag", "mac", "ipv4", "ipv6")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One header field.
+
+    ``offset``/``width`` are in bytes from the header start; ``mask`` selects bits of the
+    big-endian integer of those bytes (0 means all of them).  ``kind`` is one of ``int``,
+    ``flag`` (a one-bit mask read as bool), ``mac``, ``ipv4``, ``ipv6``.
+    ``derived`` marks fields that ``reconcile`` computes (lengths, checksums); ``gen`` is the
+    value test strategies use (:data:`ANY` = the whole range); ``pseudo`` marks fields of
+    the transport pseudo-header (IP addresses); ``structural`` marks fields that set the
+    header length (IPv4 IHL, TCP data offset, ...); ``alias`` marks another view of bits
+    that other fields already declare (IPv6 traffic class = DSCP + ECN): it gets accessors
+    but is left out of ``repr`` and of generated packets.
+    """
+
+    name: str
+    offset: int
+    width: int
+    mask: int = 0
+    kind: str = "int"
+    default: Any = 0
+    derived: bool = False
+    fmt: str = ""
+    enum: type[IntEnum] | None = None
+    gen: Any = ANY
+    doc: str = ""
+    pseudo: bool = False
+    structural: bool = False
+    alias: bool = False
+    shift: int = dc_field(init=False, default=0)
+    max: int = dc_field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"field {self.name}: unknown kind {self.kind!r}")
+        full = (1 << (8 * self.width)) - 1
+        mask = self.mask or full
+        if mask & ~full:
+            raise ValueError(f"field {self.name}: mask {mask:#x} wider than {self.width} bytes")
+        shift = (mask & -mask).bit_length() - 1
+        object.__setattr__(self, "shift", shift)
+        object.__setattr__(self, "max", mask >> shift)
+        if self.kind == "flag" and self.max != 1:
+            raise ValueError(f"field {self.name}: a flag needs a one-bit mask")
+
+    @property
+    def bits(self) -> int:
+        return self.max.bit_length()
+
+    @property
+    def is_masked(self) -> bool:
+        return bool(self.mask) and self.mask != (1 << (8 * self.width)) - 1
+
+    def narrowed(self) -> tuple[int, int, int]:
+        """``(offset, width, mask)`` over the fewest bytes that hold the mask."""
+        if not self.is_masked:
+            return self.offset, self.width, 0
+        mask = self.mask
+        w = self.width
+        lo_byte = (mask & -mask).bit_length() - 1 >> 3      # counted from the right
+        hi_byte = (mask.bit_length() - 1) >> 3
+        off = self.offset + (w - 1 - hi_byte)
+        width = hi_byte - lo_byte + 1
+        m = (mask >> (8 * lo_byte)) & ((1 << (8 * width)) - 1)
+        if m == (1 << (8 * width)) - 1:
+            m = 0
+        return off, width, m
+
+
+def U8(name: str, offset: int, **kw: Any) -> Field:
+    return Field(name, offset, 1, **kw)
+
+
+def U16(name: str, offset: int, **kw: Any) -> Field:
+    return Field(name, offset, 2, **kw)
+
+
+def U24(name: str, offset: int, **kw: Any) -> Field:
+    return Field(name, offset, 3, **kw)
+
+
+def U32(name: str, offset: int, **kw: Any) -> Field:
+    return Field(name, offset, 4, **kw)
+
+
+def Bits(name: str, offset: int, width: int, mask: int, **kw: Any) -> Field:
+    return Field(name, offset, width, mask=mask, **kw)
+
+
+def Flag(name: str, offset: int, width: int, mask: int, **kw: Any) -> Field:
+    kw.setdefault("default", False)
+    return Field(name, offset, width, mask=mask, kind="flag", **kw)
+
+
+def Mac(name: str, offset: int, **kw: Any) -> Field:
+    kw.setdefault("default", MacAddr.UNSPECIFIED)
+    return Field(name, offset, 6, kind="mac", **kw)
+
+
+def Ip4(name: str, offset: int, **kw: Any) -> Field:
+    kw.setdefault("default", IPv4Address(0))
+    return Field(name, offset, 4, kind="ipv4", **kw)
+
+
+def Ip6(name: str, offset: int, **kw: Any) -> Field:
+    kw.setdefault("default", IPv6Address(0))
+    return Field(name, offset, 16, kind="ipv6", **kw)
+
+
+# -- code generation --------------------------------------------------------------------
+
+_U16 = struct.Struct("!H").unpack_from
+_U32 = struct.Struct("!I").unpack_from
+_U64 = struct.Struct("!Q").unpack_from
+_P16 = struct.Struct("!H").pack_into
+_P32 = struct.Struct("!I").pack_into
+
+_NS: dict[str, Any] = {
+    "_U16": _U16, "_U32": _U32, "_U64": _U64, "_P16": _P16, "_P32": _P32,
+    "_MacAddr": MacAddr, "_IPv4Address": IPv4Address, "_IPv6Address": IPv6Address,
+    "_to_mac": to_mac, "_to_ipv4": to_ipv4, "_to_ipv6": to_ipv6,
+    "_csum_update": _csum_update, "FieldValueError": FieldValueError,
+    "_from_bytes": int.from_bytes,
+}
+
+
+def _read_int_expr(off: int, width: int) -> str:
+    if width == 1:
+        return f"b[a + {off}]"
+    if width == 2:
+        return f"_U16(b, a + {off})[0]"
+    if width == 4:
+        return f"_U32(b, a + {off})[0]"
+    if width == 8:
+        return f"_U64(b, a + {off})[0]"
+    return f"_from_bytes(b[a + {off}:a + {off + width}], 'big')"
+
+
+def _write_int_stmt(off: int, width: int, expr: str) -> str:
+    if width == 1:
+        return f"b[a + {off}] = {expr}"
+    if width == 2:
+        return f"_P16(b, a + {off}, {expr})"
+    if width == 4:
+        return f"_P32(b, a + {off}, {expr})"
+    return f"b[a + {off}:a + {off + width}] = ({expr}).to_bytes({width}, 'big')"
+
+
+def _getter_source(f: Field) -> str:
+    off, width, mask = f.narrowed()
+    if f.kind == "mac":
+        body = f"return _MacAddr(b[a + {off}:a + {off + 6}])"
+    elif f.kind == "ipv4":
+        body = f"return _IPv4Address(_U32(b, a + {off})[0])"
+    elif f.kind == "ipv6":
+        body = f"return _IPv6Address(b[a + {off}:a + {off + 16}].tobytes())"
+    else:
+        raw = _read_int_expr(off, width)
+        if mask:
+            shift = (mask & -mask).bit_length() - 1
+            raw = f"({raw} & {mask:#x})" + (f" >> {shift}" if shift else "")
+        body = f"return bool({raw})" if f.kind == "flag" else f"return {raw}"
+    return f"def get(self):\n    b = self._buf\n    a = self._abs\n    {body}\n"
+
+
+def _words(f: Field) -> tuple[int, int]:
+    """The 16-bit words (header-relative, even-aligned) a field lies in: (start, end)."""
+    return f.offset & ~1, (f.offset + f.width + 1) & ~1
+
+
+def _sum_expr(w0: int, w1: int) -> str:
+    if w1 - w0 == 2:
+        return f"_U16(b, a + {w0})[0]"
+    return f"_from_bytes(b[a + {w0}:a + {w1}], 'big')"
+
+
+def _setter_source(f: Field, csum: int | None, csum_method: bool, zero_means_none: bool) -> str:
+    off, width, mask = f.narrowed()
+    lines = ["def set(self, value):"]
+    if f.kind == "mac":
+        lines.append("    v = _to_mac(value)")
+    elif f.kind == "ipv4":
+        lines.append("    v = _to_ipv4(value)")
+    elif f.kind == "ipv6":
+        lines.append("    v = _to_ipv6(value)")
+    elif f.kind == "flag":
+        lines.append("    v = 1 if value else 0")
+    else:
+        lines += [
+            "    try:",
+            "        v = value.__index__()",
+            "    except (AttributeError, TypeError):",
+            f"        raise FieldValueError(f'{f.name} takes an integer, got {{type(value).__name__}}') from None",
+            f"    if v < 0 or v > {f.max}:",
+            f"        raise FieldValueError(f'{f.name} must be in 0..{f.max}, got {{v}}')",
+        ]
+    lines += ["    b = self._buf", "    a = self._abs"]
+    covered = (csum is not None or csum_method) and not (csum is not None and f.offset == csum)
+    if covered:
+        w0, w1 = _words(f)
+        lines.append(f"    old = {_sum_expr(w0, w1)}")
+    if f.pseudo:
+        lines.append(f"    pold = _from_bytes(b[a + {f.offset}:a + {f.offset + f.width}], 'big')")
+    # the write itself
+    if f.kind == "mac" or f.kind == "ipv6":
+        lines.append(f"    b[a + {off}:a + {off + width}] = v")
+    elif f.kind == "ipv4":
+        lines.append(f"    _P32(b, a + {off}, v)")
+    elif mask:
+        shift = (mask & -mask).bit_length() - 1
+        raw = _read_int_expr(off, width)
+        new = f"({raw} & {~mask & ((1 << (8 * width)) - 1):#x}) | (v << {shift})"
+        lines.append("    " + _write_int_stmt(off, width, new))
+    else:
+        lines.append("    " + _write_int_stmt(off, width, "v"))
+    if covered:
+        w0, w1 = _words(f)
+        lines.append(f"    new = {_sum_expr(w0, w1)}")
+        if csum is not None:
+            lines += [
+                f"    c = a + {csum}",
+                "    hc = (b[c] << 8) | b[c + 1]",
+            ]
+            if zero_means_none:
+                lines.append("    if hc:")
+                ind = "        "
+            else:
+                ind = "    "
+            lines += [
+                f"{ind}hc = _csum_update(hc, old, new)",
+            ]
+            if zero_means_none:
+                lines.append(f"{ind}hc = hc or 0xFFFF")
+            lines += [f"{ind}b[c] = hc >> 8", f"{ind}b[c + 1] = hc & 0xFF"]
+        else:
+            lines.append("    self._csum_fix(old, new)")
+    if f.pseudo:
+        lines.append(f"    self._pseudo_fix(pold, _from_bytes(b[a + {f.offset}:a + {f.offset + f.width}], 'big'), {f.offset})")
+    if f.structural:
+        lines.append("    self._hlen = self._compute_hlen()")
+    return "\n".join(lines) + "\n"
+
+
+def _compile(src: str, name: str, qual: str) -> Callable[..., Any]:
+    ns: dict[str, Any] = {}
+    exec(compile(src, f"<nfkit field {qual}>", "exec"), _NS, ns)  # noqa: S102 - generated code
+    fn = next(iter(ns.values()))
+    fn.__name__ = name
+    fn.__qualname__ = qual
+    return fn
+
+
+def install_accessors(cls: type, fields: tuple[Field, ...], csum: int | None,
+                      csum_method: bool, zero_means_none: bool) -> None:
+    """Add a property per declared field to ``cls`` (unless the class body defines one)."""
+    for f in fields:
+        if f.name in cls.__dict__:
+            continue
+        qual = f"{cls.__name__}.{f.name}"
+        getter = _compile(_getter_source(f), f.name, qual)
+        setter = _compile(_setter_source(f, csum, csum_method, zero_means_none), f.name, qual)
+        doc = f.doc or f"{f.name} ({_describe(f)})"
+        setattr(cls, f.name, property(getter, setter, doc=doc))
+
+
+def _describe(f: Field) -> str:
+    if f.kind in ("mac", "ipv4", "ipv6"):
+        return f"{f.kind} address at byte {f.offset}"
+    bits = f"{f.bits}-bit" if f.is_masked else f"{8 * f.width}-bit"
+    return f"{bits} {'flag' if f.kind == 'flag' else 'field'} at byte {f.offset}"
+
+
+def readonly_property(name: str, prop: property) -> property:
+    """The same getter, with a setter that refuses (for peeked views)."""
+
+    def refuse(self: Any, value: Any) -> None:
+        raise ReadOnlyError(f"cannot set {type(self).__name__}.{name}: "
+                            "the header was obtained with peek() and is read-only")
+
+    return property(prop.fget, refuse, doc=prop.__doc__)
+
+
+def default_bytes(size: int, fields: tuple[Field, ...]) -> bytes:
+    """The header bytes ``push`` writes: every field at its default."""
+    out = bytearray(size)
+    for f in fields:
+        if f.offset + f.width > size:
+            continue  # fields past the fixed part (optional parts) start out absent
+        d = f.default
+        if f.kind == "mac":
+            out[f.offset:f.offset + 6] = to_mac(d)
+        elif f.kind == "ipv4":
+            out[f.offset:f.offset + 4] = to_ipv4(d).to_bytes(4, "big")
+        elif f.kind == "ipv6":
+            out[f.offset:f.offset + 16] = to_ipv6(d)
+        else:
+            v = int(d)
+            if not v:
+                continue
+            raw = int.from_bytes(out[f.offset:f.offset + f.width], "big")
+            raw |= (v << f.shift) & (f.mask or (1 << (8 * f.width)) - 1)
+            out[f.offset:f.offset + f.width] = raw.to_bytes(f.width, "big")
+    return bytes(out)
+
+
+def format_value(f: Field, value: Any) -> str:
+    """How a field value prints in ``repr`` and dumps."""
+    if f.kind in ("mac", "ipv4", "ipv6"):
+        return str(value)
+    if f.kind == "flag":
+        return "1" if value else "0"
+    if f.enum is not None:
+        try:
+            return f.enum(value).name
+        except ValueError:
+            pass
+    if f.fmt == "hex":
+        return f"{value:#0{2 + 2 * f.width}x}" if not f.is_masked else f"{value:#x}"
+    return str(value)
