@@ -362,9 +362,22 @@ class Mbuf:
             head_ok = off >= n
             tail_ok = off + length + n <= p.stride
             if not (head_ok or tail_ok):
-                raise OutOfBuffer(
-                    f"cannot grow the packet by {n} bytes: {off} bytes of headroom and "
-                    f"{p.stride - off - length} of tailroom")
+                if p.stride - length < n:
+                    raise OutOfBuffer(
+                        f"cannot grow the packet by {n} bytes: {off} bytes of headroom and "
+                        f"{p.stride - off - length} of tailroom")
+                # Neither side alone has room, both together do: slide the packet to the
+                # start of its row, then grow at the back.
+                buf[row:row + length] = buf[row + off:row + off + length].tobytes()
+                p._off_mv[s] = 0
+                d_front = -off
+                off = 0
+                tail = length - offset
+                if tail:
+                    buf[row + offset + n:row + length + n] = buf[row + offset:row + length].tobytes()
+                buf[row + offset:row + offset + n] = bytes(n)
+                p._len_mv[s] = length + n
+                return d_front, d_front + n
             a = row + off
             if head_ok and (offset <= length - offset or not tail_ok):
                 # Move the front [0, offset) left by n.

@@ -325,7 +325,8 @@ class Packet:
 
     def __repr__(self) -> str:
         try:
-            parts = [f"{f.name}={format_value(f, getattr(self, f.name))}" for f in self.ALL_FIELDS]
+            parts = [f"{f.name}={format_value(f, getattr(self, f.name))}"
+                     for f in self.ALL_FIELDS if not f.alias]
         except Exception as exc:  # a stale view must still print
             parts = [f"<unreadable: {exc}>"]
         parts += self._extra_repr()
