@@ -45,15 +45,13 @@ def checksum(data: "bytes | bytearray | memoryview", start: int = 0) -> int:
 
 
 def update(old_checksum: int, old_sum: int, new_sum: int) -> int:
-    """RFC 1624 eqn. 3: the checksum after data summing to ``old_sum`` became ``new_sum``.
+    """RFC 1624: the checksum after data summing to ``old_sum`` became ``new_sum``.
 
-    ``old_sum``/``new_sum`` are ones'-complement sums of the changed 16-bit words (one word,
-    or several folded together).
+    ``old_sum``/``new_sum`` are sums of the changed 16-bit words (any integers congruent
+    to them modulo 0xFFFF will do).  Computed as ``HC - (m' - m)`` modulo 0xFFFF, which is
+    eqn. 3 of RFC 1624 and gives exactly what a full recomputation gives.
     """
-    s = (_M - old_checksum) + (_M - (old_sum % _M)) + (new_sum % _M)
-    s = (s & _M) + (s >> 16)
-    s = (s & _M) + (s >> 16)
-    return _M - s
+    return (old_checksum - (new_sum - old_sum)) % _M
 
 
 def pseudo_header_sum(src: "IPv4Address | IPv6Address | bytes", dst: "IPv4Address | IPv6Address | bytes",

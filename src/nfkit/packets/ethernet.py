@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import struct
+
 from ..errors import FieldValueError, MalformedError, TruncatedError
-from .base import Packet
+from .base import KEY_ETHERTYPE, Packet
 from .constants import EtherType
 from .fields import Bits, Flag, Mac, U16
 
 __all__ = ["Ethernet", "VlanTag", "VLAN_TPIDS"]
+
+_TYPE = struct.Struct("!H").unpack_from
+_MACS = struct.Struct("6s6s").unpack_from
+_PUT_MACS = struct.Struct("6s6s").pack_into
 
 #: Tag protocol identifiers recognised as VLAN tags (802.1Q, 802.1ad, the legacy 0x9100).
 VLAN_TPIDS = frozenset({0x8100, 0x88A8, 0x9100})
@@ -66,6 +72,19 @@ class Ethernet(Packet):
         a = self._abs + self._hlen - 2
         self._buf[a] = v >> 8
         self._buf[a + 1] = v & 0xFF
+        self._next = KEY_ETHERTYPE | v
+
+    def _validate(self, avail: int) -> None:
+        b = self._buf
+        a = self._abs
+        t = _TYPE(b, a + 12)[0]
+        if t >= 0x8100 and t in VLAN_TPIDS:
+            self._hlen = h = self._compute_hlen()
+            t = (b[a + h - 2] << 8) | b[a + h - 1]
+        self._next = 0x10000 | t  # KEY_ETHERTYPE | t, as a literal on this hot path
+
+    def _compute_next(self) -> int:
+        return KEY_ETHERTYPE | self.ether_type
 
     def _compute_hlen(self) -> int:
         b = self._buf
@@ -86,7 +105,7 @@ class Ethernet(Packet):
         out = []
         for i in range((self._hlen - 14) // 4):
             t = object.__new__(VlanTag._RO if self._READONLY else VlanTag)
-            t._env, t._mbuf, t._buf = self, self._mbuf, self._buf
+            t._env, t._buf, t._next = self, self._buf, None
             t._abs = self._abs + 12 + 4 * i
             t._end = self._end
             t._hlen = 4
@@ -141,7 +160,8 @@ class Ethernet(Packet):
         self._check_writable("swap the addresses of")
         b = self._buf
         a = self._abs
-        b[a:a + 6], b[a + 6:a + 12] = b[a + 6:a + 12].tobytes(), b[a:a + 6].tobytes()
+        dst, src = _MACS(b, a)
+        _PUT_MACS(b, a, src, dst)
 
     # -- envelope protocol ------------------------------------------------------------
     def _carries(self, cls: type) -> bool:

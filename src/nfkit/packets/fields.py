@@ -23,7 +23,6 @@ from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Callable
 
-from ..checksum import update as _csum_update
 from ..errors import FieldValueError, ReadOnlyError
 from ..net import MacAddr, to_ipv4, to_ipv6, to_mac
 
@@ -163,7 +162,7 @@ _NS: dict[str, Any] = {
     "_U16": _U16, "_U32": _U32, "_U64": _U64, "_P16": _P16, "_P32": _P32,
     "_MacAddr": MacAddr, "_IPv4Address": IPv4Address, "_IPv6Address": IPv6Address,
     "_to_mac": to_mac, "_to_ipv4": to_ipv4, "_to_ipv6": to_ipv6,
-    "_csum_update": _csum_update, "FieldValueError": FieldValueError,
+    "FieldValueError": FieldValueError,
     "_from_bytes": int.from_bytes,
 }
 
@@ -207,18 +206,31 @@ def _getter_source(f: Field) -> str:
     return f"def get(self):\n    b = self._buf\n    a = self._abs\n    {body}\n"
 
 
-def _words(f: Field) -> tuple[int, int]:
-    """The 16-bit words (header-relative, even-aligned) a field lies in: (start, end)."""
-    return f.offset & ~1, (f.offset + f.width + 1) & ~1
+def _as_int(value: Any, name: str) -> int:
+    try:
+        return value.__index__()
+    except (AttributeError, TypeError):
+        raise FieldValueError(f"{name} takes an integer, got {type(value).__name__}") from None
 
 
-def _sum_expr(w0: int, w1: int) -> str:
-    if w1 - w0 == 2:
-        return f"_U16(b, a + {w0})[0]"
-    return f"_from_bytes(b[a + {w0}:a + {w1}], 'big')"
+_NS["_as_int"] = _as_int
+
+
+def _raw_read(f: Field, off: int, width: int) -> str:
+    if f.kind in ("mac", "ipv6"):
+        return f"_from_bytes(b[a + {off}:a + {off + width}], 'big')"
+    return _read_int_expr(off, width)
 
 
 def _setter_source(f: Field, csum: int | None, csum_method: bool, zero_means_none: bool) -> str:
+    """Straight-line setter code for one field.
+
+    Checksums: the ones'-complement sum of a region is its big-endian integer modulo
+    0xFFFF, and 256**2 = 1 (mod 0xFFFF); so bytes ending at an odd header offset weigh 256,
+    at an even one 1.  Changing a field from raw value ``o`` to ``n`` changes the sum by
+    ``(n - o) * weight`` and the checksum by minus that (RFC 1624, in modular form: the
+    result equals a full recomputation).
+    """
     off, width, mask = f.narrowed()
     lines = ["def set(self, value):"]
     if f.kind == "mac":
@@ -231,57 +243,51 @@ def _setter_source(f: Field, csum: int | None, csum_method: bool, zero_means_non
         lines.append("    v = 1 if value else 0")
     else:
         lines += [
-            "    try:",
-            "        v = value.__index__()",
-            "    except (AttributeError, TypeError):",
-            f"        raise FieldValueError(f'{f.name} takes an integer, got {{type(value).__name__}}') from None",
+            "    v = value if value.__class__ is int else _as_int(value, " + repr(f.name) + ")",
             f"    if v < 0 or v > {f.max}:",
             f"        raise FieldValueError(f'{f.name} must be in 0..{f.max}, got {{v}}')",
         ]
     lines += ["    b = self._buf", "    a = self._abs"]
     covered = (csum is not None or csum_method) and not (csum is not None and f.offset == csum)
-    if covered:
-        w0, w1 = _words(f)
-        lines.append(f"    old = {_sum_expr(w0, w1)}")
-    if f.pseudo:
-        lines.append(f"    pold = _from_bytes(b[a + {f.offset}:a + {f.offset + f.width}], 'big')")
-    # the write itself
-    if f.kind == "mac" or f.kind == "ipv6":
+    track = covered or f.pseudo
+    weight = 256 if (off + width) % 2 else 1
+    if track:
+        lines.append(f"    o = {_raw_read(f, off, width)}")
+    # the write itself; `n` is the new raw value of the narrowed bytes
+    if f.kind in ("mac", "ipv6"):
         lines.append(f"    b[a + {off}:a + {off + width}] = v")
+        if track:
+            lines.append("    n = _from_bytes(v, 'big')")
     elif f.kind == "ipv4":
         lines.append(f"    _P32(b, a + {off}, v)")
+        if track:
+            lines.append("    n = v")
     elif mask:
         shift = (mask & -mask).bit_length() - 1
-        raw = _read_int_expr(off, width)
-        new = f"({raw} & {~mask & ((1 << (8 * width)) - 1):#x}) | (v << {shift})"
-        lines.append("    " + _write_int_stmt(off, width, new))
+        keep = ~mask & ((1 << (8 * width)) - 1)
+        src = "o" if track else _read_int_expr(off, width)
+        lines.append(f"    n = ({src} & {keep:#x}) | (v << {shift})")
+        lines.append("    " + _write_int_stmt(off, width, "n"))
     else:
         lines.append("    " + _write_int_stmt(off, width, "v"))
+        if track:
+            lines.append("    n = v")
     if covered:
-        w0, w1 = _words(f)
-        lines.append(f"    new = {_sum_expr(w0, w1)}")
+        delta = f"(n - o) * {weight}" if weight != 1 else "(n - o)"
         if csum is not None:
-            lines += [
-                f"    c = a + {csum}",
-                "    hc = (b[c] << 8) | b[c + 1]",
-            ]
+            lines += [f"    c = a + {csum}", "    hc = (b[c] << 8) | b[c + 1]"]
+            ind = "    "
             if zero_means_none:
                 lines.append("    if hc:")
                 ind = "        "
-            else:
-                ind = "    "
-            lines += [
-                f"{ind}hc = _csum_update(hc, old, new)",
-            ]
-            if zero_means_none:
-                lines.append(f"{ind}hc = hc or 0xFFFF")
-            lines += [f"{ind}b[c] = hc >> 8", f"{ind}b[c + 1] = hc & 0xFF"]
+            lines.append(f"{ind}hc = (hc - {delta}) % 65535" + (" or 65535" if zero_means_none else ""))
+            lines += [f"{ind}b[c] = hc >> 8", f"{ind}b[c + 1] = hc & 255"]
         else:
-            lines.append("    self._csum_fix(old, new)")
+            lines.append(f"    self._csum_fix(o * {weight}, n * {weight})")
     if f.pseudo:
-        lines.append(f"    self._pseudo_fix(pold, _from_bytes(b[a + {f.offset}:a + {f.offset + f.width}], 'big'), {f.offset})")
+        lines.append(f"    self._pseudo_fix(o * {weight}, n * {weight}, {f.offset})")
     if f.structural:
-        lines.append("    self._hlen = self._compute_hlen()")
+        lines.append("    self._refresh()")
     return "\n".join(lines) + "\n"
 
 

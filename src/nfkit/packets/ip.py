@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Union
 
-from ..checksum import checksum as _checksum, update as _update
+from ..checksum import checksum as _checksum
 from .constants import IpProtocol
 
 __all__ = ["IpCarrier", "Transport", "Flow", "IpAddr"]
@@ -157,9 +157,9 @@ def l4_checksum_fix(buf: memoryview, pos: int, end: int, protocol: int, old: int
     if protocol == 17:
         if hc == 0:
             return  # no checksum: keep it that way
-        hc = _update(hc, old, new) or 0xFFFF
+        hc = (hc - (new - old)) % _M or 0xFFFF
     else:
-        hc = _update(hc, old, new)
+        hc = (hc - (new - old)) % _M
     buf[c] = hc >> 8
     buf[c + 1] = hc & 0xFF
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import struct
 from ipaddress import IPv4Address
 from typing import Any
 
 from ..checksum import checksum as _checksum
 from ..errors import FieldValueError, MalformedError, TruncatedError
-from .base import Packet
+from .base import KEY_IPV4_PROTO, Packet
 from .constants import IPV4_MIN_MTU, EtherType, IpProtocol
 from .fields import Bits, Flag, Ip4, U8, U16
 from .ip import IpCarrier, l4_checksum_fix
 
 __all__ = ["Ipv4"]
+
+# version/IHL, TOS, total length, id, flags/fragment offset, TTL, protocol
+_HDR = struct.Struct("!BBHHHBB").unpack_from
 
 _M = 0xFFFF
 
@@ -41,9 +45,10 @@ class Ipv4(IpCarrier, Packet):
         Flag("reserved_flag", 6, 2, 0x8000, gen=False, doc="the reserved (evil) bit"),
         Flag("dont_fragment", 6, 2, 0x4000),
         Flag("more_fragments", 6, 2, 0x2000, gen=False),
-        Bits("fragment_offset", 6, 2, 0x1FFF, gen=0, doc="fragment offset in 8-byte units"),
+        Bits("fragment_offset", 6, 2, 0x1FFF, gen=0, structural=True,
+             doc="fragment offset in 8-byte units"),
         U8("ttl", 8, default=64),
-        U8("protocol", 9, enum=IpProtocol, derived=True),
+        U8("protocol", 9, enum=IpProtocol, derived=True, structural=True),
         U16("checksum", 10, fmt="hex", derived=True),
         Ip4("src", 12, pseudo=True),
         Ip4("dst", 16, pseudo=True),
@@ -55,22 +60,43 @@ class Ipv4(IpCarrier, Packet):
     def _validate(self, avail: int) -> None:
         b = self._buf
         a = self._abs
-        v = b[a] >> 4
-        if v != 4:
-            raise MalformedError(self.NAME, f"version is {v}, expected 4")
-        hlen = (b[a] & 0x0F) * 4
-        if hlen < 20:
-            raise MalformedError(self.NAME, f"header length {hlen} (IHL {hlen // 4}) is below 20")
-        if hlen > avail:
-            raise TruncatedError(self.NAME, f"header length {hlen} exceeds remaining {avail} bytes")
-        self._hlen = hlen
-        tl = (b[a + 2] << 8) | b[a + 3]
+        vi, _, tl, _, fo, _, proto = _HDR(b, a)
+        if vi != 0x45:  # the common case, version 4 and no options, skips the checks
+            if vi >> 4 != 4:
+                raise MalformedError(self.NAME, f"version is {vi >> 4}, expected 4")
+            hlen = (vi & 0x0F) * 4
+            if hlen < 20:
+                raise MalformedError(self.NAME, f"header length {hlen} (IHL {hlen // 4}) is below 20")
+            if hlen > avail:
+                raise TruncatedError(self.NAME, f"header length {hlen} exceeds remaining {avail} bytes")
+            self._hlen = hlen
         if tl:  # 0: not filled in yet (freshly built, or segmentation offload)
-            if tl < hlen:
-                raise MalformedError(self.NAME, f"total length {tl} is below the header length {hlen}")
+            if tl < self._hlen:
+                raise MalformedError(self.NAME, f"total length {tl} is below the header length {self._hlen}")
             if tl > avail:
                 raise TruncatedError(self.NAME, f"total length {tl} exceeds remaining {avail} bytes")
             self._end = a + tl
+        # The payload key: the protocol, unless this is a non-initial fragment.
+        self._next = -1 if fo & 0x1FFF else KEY_IPV4_PROTO | proto
+
+    def _compute_next(self) -> int:
+        return KEY_IPV4_PROTO | self._buf[self._abs + 9] if self._is_initial_fragment() else -1
+
+    def decrement_ttl(self) -> int:
+        """Decrement the TTL (a router's job), keeping the header checksum valid; returns
+        the new TTL.  A TTL already 0 stays 0 (the caller drops on 0 either way)."""
+        b = self._buf
+        a = self._abs
+        t = b[a + 8]
+        if t == 0 or self._READONLY:
+            if self._READONLY:
+                self._check_writable("change the TTL of")
+            return 0
+        b[a + 8] = t - 1
+        hc = (((b[a + 10] << 8) | b[a + 11]) + 256) % 65535
+        b[a + 10] = hc >> 8
+        b[a + 11] = hc & 255
+        return t - 1
 
     # -- fragments ----------------------------------------------------------------------
     def _is_initial_fragment(self) -> bool:

@@ -6,7 +6,7 @@ from ipaddress import IPv6Address
 from typing import Any
 
 from ..errors import FieldValueError, MalformedError, TruncatedError
-from .base import Packet
+from .base import KEY_IPV6_PROTO, Packet
 from .constants import IPV6_MIN_MTU, EtherType, IpProtocol
 from .fields import Bits, Ip6, U8, U16
 from .ip import IpCarrier, l4_checksum_fix
@@ -68,7 +68,7 @@ class Ipv6(IpCarrier, Packet):
         Bits("traffic_class", 0, 4, 0x0FF00000, alias=True, doc="DSCP and ECN together"),
         Bits("flow_label", 0, 4, 0x000FFFFF),
         U16("payload_length", 4, derived=True),
-        U8("next_header", 6, enum=IpProtocol, derived=True),
+        U8("next_header", 6, enum=IpProtocol, derived=True, structural=True),
         U8("hop_limit", 7, default=64),
         Ip6("src", 8, pseudo=True),
         Ip6("dst", 24, pseudo=True),
@@ -86,6 +86,22 @@ class Ipv6(IpCarrier, Packet):
                 raise TruncatedError(self.NAME, f"payload length {pl} exceeds remaining "
                                                 f"{avail - 40} bytes")
             self._end = a + 40 + pl
+        self._next = KEY_IPV6_PROTO | b[a + 6]
+
+    def _compute_next(self) -> int:
+        return KEY_IPV6_PROTO | self._buf[self._abs + 6]
+
+    def decrement_hop_limit(self) -> int:
+        """Decrement the hop limit (a router's job); returns the new value.  A hop limit
+        already 0 stays 0 (the caller drops on 0 either way)."""
+        self._check_writable("change the hop limit of")
+        b = self._buf
+        a = self._abs + 7
+        h = b[a]
+        if h:
+            b[a] = h - 1
+            return h - 1
+        return 0
 
     def _pseudo_sum(self, protocol: int, length: int) -> int:
         b = self._buf
