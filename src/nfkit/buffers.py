@@ -509,7 +509,7 @@ class Mbuf:
         """Parse every header nfkit knows and fix lengths and checksums, inner first."""
         from .packets.dissect import dissect
 
-        layers = dissect(self)
+        layers, _ = dissect(self)
         if layers:
             layers[-1].reconcile_all()
 

@@ -41,6 +41,9 @@ KEY_OUTERMOST = 0x40000     # an Mbuf or a VXLAN header: an Ethernet frame follo
 
 _new = object.__new__
 
+#: Every header class, in definition order (what :mod:`nfkit.packets.dissect` tries).
+REGISTRY: list[type["Packet"]] = []
+
 
 def _specialised_copy(fn: Any) -> Any:
     """The same function over a new code object (with its own inline caches)."""
@@ -126,6 +129,7 @@ class Packet:
         cls._CHECKS = (cls._validate is not Packet._validate
                        or cls._compute_hlen is not Packet._compute_hlen)
         cls._PARSE = (cls._KEYS, cls.SIZE, cls._CHECKS)
+        REGISTRY.append(cls)
         if "parse" not in cls.__dict__:
             # Each header class gets its own copy of parse's code: CPython 3.11+ specialises
             # attribute access per code object, and one shared parse for every header type
