@@ -12,7 +12,7 @@ from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from nfkit import Mbuf
 from nfkit.packets import Ethernet, Ipv4, Ipv6, Tcp, Udp
 from nfkit.packets.dissect import dissect
-from nfkit.testing import v4_tcp, v4_udp, v6_tcp, v6_udp
+from nfkit.testing import sr_tcp, v4_icmp, v4_tcp, v4_udp, v6_icmp, v6_tcp, v6_udp
 from oracle import compare, recomputed
 
 payloads = st.binary(max_size=40)
@@ -128,3 +128,47 @@ def test_v6_address_rewrite_keeps_udp_checksum(m: Mbuf, new_dst) -> None:
     assert recomputed(raw) == raw and IPv6Address(Ether(raw)[IPv6].dst) == new_dst
     assert Ether(raw)[UDP].chksum == udp.checksum
     m.free()
+
+
+@given(st.one_of(sr_tcp(payload=payloads), v4_icmp(), v6_icmp()))
+def test_sr_and_icmp_strategies_scapy_checksums(m: Mbuf) -> None:
+    """What the other strategies build, Scapy dissects with the same checksums."""
+    from scapy.layers.inet import ICMP
+    from scapy.layers.inet6 import IPv6ExtHdrSegmentRouting
+    raw = m.to_bytes()
+    layers, err = dissect(m)
+    assert err is None and len(layers) == (4 if layers[1].NAME == "IPv6" and
+                                            layers[2].NAME == "SRH" else 3)
+    compare(layers, raw)
+    sp = Ether(raw)
+    if layers[2].NAME == "SRH":
+        srh = sp[IPv6ExtHdrSegmentRouting]
+        assert [IPv6Address(a) for a in srh.addresses] == layers[2].segments
+        assert srh.segleft == layers[2].segments_left
+    elif ICMP in sp:
+        assert sp[ICMP].type == layers[2].msg_type
+        assert recomputed(raw) == raw
+    else:
+        assert layers[2].checksum_ok
+    m.free()
+
+
+@given(v4_udp(dst_port=53, ipv4_ttl=1, eth_src="02:00:00:00:00:09"),
+       sr_tcp(sr_segments=[IPv6Address("2001:db8::1")], sr_segments_left=0))
+def test_strategy_overrides(m: Mbuf, sr: Mbuf) -> None:
+    """Bare field names resolve when unambiguous; prefixed names always."""
+    from nfkit.packets import SegmentRouting
+    udp = m.parse(Ethernet).parse(Ipv4).parse(Udp)
+    assert udp.dst_port == 53 and udp.envelope.ttl == 1
+    assert str(udp.envelope.envelope.src) == "02:00:00:00:00:09"
+    srh = sr.parse(Ethernet).parse(Ipv6).parse(SegmentRouting)
+    assert srh.dst == IPv6Address("2001:db8::1") and srh.segments_left == 0
+    Mbuf.free_bulk([m, sr])
+
+
+def test_strategy_override_errors() -> None:
+    import pytest
+    with pytest.raises(TypeError, match="ambiguous here: say eth_src or ipv4_src"):
+        v4_udp(src="1.2.3.4")
+    with pytest.raises(TypeError, match="no layer of Ethernet/IPv4/UDP has a field 'nonsense'"):
+        v4_udp(nonsense=1)

@@ -226,7 +226,7 @@ def test_swap_addresses(pool: Mempool) -> None:
 def test_protocol_mismatch_messages(pool: Mempool) -> None:
     m = build_v4_udp(pool)
     eth = m.parse(Ethernet)
-    with pytest.raises(ProtocolMismatch, match=r"not a IPv6 packet: ether type is 0x0800 \(IPV4\)"):
+    with pytest.raises(ProtocolMismatch, match=r"not an IPv6 packet: ether type is 0x0800 \(IPV4\)"):
         eth.parse(Ipv6)
     with pytest.raises(ProtocolMismatch, match="next protocol is 17"):
         eth.parse(Ipv4).parse(Tcp)

@@ -450,15 +450,17 @@ class Mbuf:
     # -- packet-chain root ------------------------------------------------------------
     def parse(self, cls: "type[P]") -> "P":
         """Parse the outermost header (normally :class:`~nfkit.packets.Ethernet`)."""
-        keys, size, checks = cls._PARSE
+        keys, size, checks, claim = cls._PARSE
         if KEY_OUTERMOST not in keys:
-            raise ProtocolMismatch(cls.NAME, f"a {cls.NAME} header cannot start a packet")
+            raise ProtocolMismatch(cls.NAME, f"{cls.NAME} cannot start a packet (only an outermost header such as Ethernet)")
         pool = self.pool
         s = self.slot
         n = pool._len_mv[s]
         if n < size:
             raise TruncatedError(cls.NAME, f"header needs {size} bytes, {n} remain")
         start = s * pool.stride + pool._off_mv[s]
+        if claim is not None:
+            claim(pool._buf, start, start + n)
         p = _new(cls)
         p._env = self
         p._buf = pool._buf

@@ -40,8 +40,17 @@ def finish(total: int) -> int:
 
 
 def checksum(data: "bytes | bytearray | memoryview", start: int = 0) -> int:
-    """RFC 1071 checksum of ``data`` (with a pseudo-header sum ``start``)."""
-    return (-ones_sum(data, start)) % _M
+    """RFC 1071 checksum of ``data`` (with a pseudo-header sum ``start``).
+
+    All-zero input sums to +0, whose complement is 0xFFFF; any other input whose sum is
+    a ones'-complement zero sums to -0 (0xFFFF), whose complement is 0.  The modular sum
+    cannot tell the two apart, so the all-zero case is checked explicitly.
+    """
+    n = int.from_bytes(data, "big")
+    if len(data) & 1:
+        n <<= 8
+    n += start
+    return (-n) % _M if n else _M
 
 
 def update(old_checksum: int, old_sum: int, new_sum: int) -> int:

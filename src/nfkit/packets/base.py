@@ -45,6 +45,11 @@ _new = object.__new__
 REGISTRY: list[type["Packet"]] = []
 
 
+def _a(name: str) -> str:
+    """'an IPv4', 'a UDP': the article as the name is spoken."""
+    return ("an " if name[:1] in "AEFHILMNORSX" else "a ") + name
+
+
 def _specialised_copy(fn: Any) -> Any:
     """The same function over a new code object (with its own inline caches)."""
     copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__,
@@ -78,6 +83,8 @@ class Packet:
     FIELDS: ClassVar[tuple[Field, ...]] = ()
     ALL_FIELDS: ClassVar[tuple[Field, ...]] = ()
     SIZE: ClassVar[int] = 0
+    #: bytes ``push`` writes when more than the fixed part (e.g. an SRH with one segment)
+    PUSH_SIZE: ClassVar[int | None] = None
     CHECKSUM: ClassVar[int | None] = None
     CHECKSUM_ZERO_MEANS_NONE: ClassVar[bool] = False
     #: the covering checksum is found by :meth:`_csum_fix` (e.g. NDP options in ICMPv6)
@@ -92,7 +99,10 @@ class Packet:
     _DEFAULTS: ClassVar[bytes] = b""
     _KEYS: ClassVar[frozenset[int]] = frozenset()
     _CHECKS: ClassVar[bool] = True
-    _PARSE: ClassVar[tuple[frozenset[int], int, bool]]
+    _PARSE: ClassVar[tuple[frozenset[int], int, bool, Any]]
+    #: optional classmethod ``(buf, start, end)`` run before the size check, raising
+    #: ProtocolMismatch when the bytes are not this header (ICMP message types)
+    _claim: ClassVar[Any] = None
 
     if TYPE_CHECKING:  # pragma: no cover
         _next: int | None
@@ -113,7 +123,7 @@ class Packet:
             cls.ALL_FIELDS = inherited + tuple(own)
             install_accessors(cls, tuple(own), cls.CHECKSUM, cls.CHECKSUM_VIA_METHOD,
                               cls.CHECKSUM_ZERO_MEANS_NONE)
-        cls._DEFAULTS = default_bytes(cls.SIZE, cls.ALL_FIELDS)
+        cls._DEFAULTS = default_bytes(cls.PUSH_SIZE or cls.SIZE, cls.ALL_FIELDS)
         keys = set()
         if cls.ETHERTYPE is not None:
             keys.add(KEY_ETHERTYPE | cls.ETHERTYPE)
@@ -128,8 +138,9 @@ class Packet:
         # Fixed-size headers with nothing to check skip the _validate call when parsed.
         cls._CHECKS = (cls._validate is not Packet._validate
                        or cls._compute_hlen is not Packet._compute_hlen)
-        cls._PARSE = (cls._KEYS, cls.SIZE, cls._CHECKS)
-        REGISTRY.append(cls)
+        cls._PARSE = (cls._KEYS, cls.SIZE, cls._CHECKS, cls._claim)
+        if not cls.__name__.startswith("_"):
+            REGISTRY.append(cls)
         if "parse" not in cls.__dict__:
             # Each header class gets its own copy of parse's code: CPython 3.11+ specialises
             # attribute access per code object, and one shared parse for every header type
@@ -189,7 +200,7 @@ class Packet:
         if env._READONLY:
             raise ReadOnlyError(f"cannot push onto a peeked {type(env).__name__}")
         if not env._can_carry(cls):
-            raise ProtocolMismatch(cls.NAME, f"a {cls.NAME} header cannot follow "
+            raise ProtocolMismatch(cls.NAME, f"{_a(cls.NAME)} header cannot follow "
                                              f"{getattr(env, 'NAME', type(env).__name__)}")
         mbuf = env._mbuf
         at = env._abs + env._hlen
@@ -220,15 +231,17 @@ class Packet:
         of a peeked (read-only) header parses read-only too."""
         # Hot path: one class-attribute lookup (the interpreter's caches miss when the
         # payload class varies, so fewer lookups matter more than they seem to).
-        keys, size, checks = cls._PARSE
+        keys, size, checks, claim = cls._PARSE
         nxt = self._next
         if nxt is None:
             if not self._carries(cls):
-                raise ProtocolMismatch(cls.NAME, f"not a {cls.NAME} packet: {self._describe_next()}")
+                raise ProtocolMismatch(cls.NAME, f"not {_a(cls.NAME)} packet: {self._describe_next()}")
         elif nxt not in keys:
-            raise ProtocolMismatch(cls.NAME, f"not a {cls.NAME} packet: {self._describe_next()}")
+            raise ProtocolMismatch(cls.NAME, f"not {_a(cls.NAME)} packet: {self._describe_next()}")
         start = self._abs + self._hlen
         end = self._end
+        if claim is not None:
+            claim(self._buf, start, end)
         if end - start < size:
             raise TruncatedError(cls.NAME, f"header needs {size} bytes, {end - start} remain")
         p = _new(cls)

@@ -56,6 +56,10 @@ def dissect(mbuf: Any) -> tuple[list[Packet], ParseError | None]:
             except ProtocolMismatch:
                 continue
             except ParseError as exc:
+                if cls.UDP_PORTS:
+                    # Found by port number only: a guess.  Bytes that are not a valid
+                    # tunnel header are plain UDP payload, not an error.
+                    return layers, None
                 return layers, exc
         if found is None:
             return layers, None

@@ -46,6 +46,7 @@ class Ethernet(Packet):
 
     __slots__ = ()
     NAME = "Ethernet"
+    FIELD_PREFIX = "eth"
     SIZE = 14
     OUTERMOST = True
     ETHERTYPE = EtherType.TEB

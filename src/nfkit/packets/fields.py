@@ -278,9 +278,13 @@ def _setter_source(f: Field, csum: int | None, csum_method: bool, zero_means_non
             lines += [f"    c = a + {csum}", "    hc = (b[c] << 8) | b[c + 1]"]
             ind = "    "
             if zero_means_none:
-                lines.append("    if hc:")
+                lines.append("    if hc and n != o:")
+                ind = "        "
+            else:
+                lines.append("    if n != o:")
                 ind = "        "
             lines.append(f"{ind}hc = (hc - {delta}) % 65535" + (" or 65535" if zero_means_none else ""))
+            # (a no-op write must not turn a stored 0xFFFF into 0: see the guard below)
             lines += [f"{ind}b[c] = hc >> 8", f"{ind}b[c + 1] = hc & 255"]
         else:
             lines.append(f"    self._csum_fix(o * {weight}, n * {weight})")

@@ -97,6 +97,11 @@ def _extras(cls: type[Packet]) -> dict[str, tuple[st.SearchStrategy[Any], Callab
     return out
 
 
+register_extra("SegmentRouting", "segments",
+               st.lists(st.ip_addresses(v=6), min_size=1, max_size=8),
+               lambda p, v: p.set_segments(v))
+
+
 def _split_overrides(classes: tuple[type[Packet], ...], overrides: dict[str, Any]) -> list[dict[str, Any]]:
     """Route each override to the layer it names."""
     per = [dict() for _ in classes]  # type: list[dict[str, Any]]
@@ -157,7 +162,12 @@ def _packet(draw: Any, classes: tuple[Any, ...], overrides: dict[str, Any],
 def packet(*classes: "type[Packet] | st.SearchStrategy[type[Packet]]", payload: Any = b"",
            pool: Mempool | None = None, **overrides: Any) -> st.SearchStrategy[Mbuf]:
     """Packets of the given header classes, outermost first (a class may also be a strategy
-    over classes, e.g. ``st.sampled_from([EchoRequest, EchoReply])``)."""
+    over classes, e.g. ``st.sampled_from([EchoRequest, EchoReply])``).
+
+    Overrides that name no field, or an ambiguous one, raise ``TypeError`` here, when the
+    classes are fixed, rather than at the first draw."""
+    if not any(isinstance(c, st.SearchStrategy) for c in classes):
+        _split_overrides(classes, overrides)  # type: ignore[arg-type]
     return _packet(classes, overrides, _as_strategy(payload), pool)
 
 
