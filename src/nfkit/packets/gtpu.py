@@ -56,7 +56,8 @@ class GtpU(Packet):
         Flag("ext_present", 0, 1, _E, derived=True, structural=True, doc="E flag"),
         Flag("seq_present", 0, 1, _S, derived=True, structural=True, doc="S flag"),
         Flag("npdu_present", 0, 1, _PN, derived=True, structural=True, doc="PN flag"),
-        U8("message_type", 1, default=GtpMessageType.G_PDU, enum=GtpMessageType),
+        U8("message_type", 1, default=GtpMessageType.G_PDU, enum=GtpMessageType,
+           gen=GtpMessageType.G_PDU, doc="255 (G-PDU) when a user packet follows"),
         U16("length", 2, derived=True, doc="bytes after the first 8"),
         U32("teid", 4, fmt="hex", doc="tunnel endpoint identifier"),
         # the optional part (present when E, S or PN is set; absent from a pushed header)
