@@ -20,7 +20,8 @@ from __future__ import annotations
 import types
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, TypeVar
 
-from ..errors import (MalformedError, ProtocolMismatch, ReadOnlyError, TruncatedError)
+from ..errors import (FieldValueError, MalformedError, ProtocolMismatch, ReadOnlyError,
+                      TruncatedError)
 from .fields import Field, default_bytes, format_value, install_accessors, readonly_property
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -384,6 +385,21 @@ class Packet:
         d0, d1 = mbuf._resize(self._abs + at - mbuf._abs, n)
         self._move(d0, d1)
         self._hlen += n
+
+    def _replace_options(self, data: "bytes | bytearray | memoryview", limit: int = 40) -> int:
+        """Replace the option area (from ``SIZE`` to ``header_len``) by ``data`` padded with
+        zeros to 32-bit words; returns the new header length in words.  IPv4 and TCP
+        options work this way (EOL is 0, so zero padding ends the list)."""
+        self._check_writable("set the options of")
+        padded = bytes(data) + b"\0" * (-len(data) % 4)
+        if len(padded) > limit:
+            raise FieldValueError(f"{self.NAME} options are at most {limit} bytes, got {len(data)}")
+        delta = len(padded) - (self._hlen - self.SIZE)
+        if delta:
+            self._resize_header(self.SIZE, delta)
+        a = self._abs + self.SIZE
+        self._buf[a:a + len(padded)] = padded
+        return self._hlen // 4
 
     # -- envelope protocol: what may follow this header ---------------------------------
     def _carries(self, cls: type) -> bool:

@@ -158,7 +158,8 @@ class Ethernet(Packet):
 
     def swap_addresses(self) -> None:
         """Exchange source and destination MAC addresses in place."""
-        self._check_writable("swap the addresses of")
+        if self._READONLY:
+            self._check_writable("swap the addresses of")
         b = self._buf
         a = self._abs
         dst, src = _MACS(b, a)

@@ -85,12 +85,12 @@ class Ipv4(IpCarrier, Packet):
     def decrement_ttl(self) -> int:
         """Decrement the TTL (a router's job), keeping the header checksum valid; returns
         the new TTL.  A TTL already 0 stays 0 (the caller drops on 0 either way)."""
+        if self._READONLY:
+            self._check_writable("change the TTL of")
         b = self._buf
         a = self._abs
         t = b[a + 8]
-        if t == 0 or self._READONLY:
-            if self._READONLY:
-                self._check_writable("change the TTL of")
+        if t == 0:
             return 0
         b[a + 8] = t - 1
         hc = (((b[a + 10] << 8) | b[a + 11]) + 256) % 65535
@@ -118,17 +118,7 @@ class Ipv4(IpCarrier, Packet):
 
     @options.setter
     def options(self, value: bytes) -> None:
-        self._check_writable("set the options of")
-        data = bytes(value)
-        padded = data + b"\0" * (-len(data) % 4)
-        if len(padded) > 40:
-            raise FieldValueError(f"IPv4 options are at most 40 bytes, got {len(data)}")
-        delta = len(padded) - (self._hlen - 20)
-        if delta:
-            self._resize_header(20, delta)
-        a = self._abs
-        self._buf[a + 20:a + 20 + len(padded)] = padded
-        self._buf[a] = 0x40 | (self._hlen // 4)
+        self._buf[self._abs] = 0x40 | self._replace_options(value)
         self._fix_header_checksum()
 
     # -- checksums ----------------------------------------------------------------------

@@ -94,7 +94,8 @@ class Ipv6(IpCarrier, Packet):
     def decrement_hop_limit(self) -> int:
         """Decrement the hop limit (a router's job); returns the new value.  A hop limit
         already 0 stays 0 (the caller drops on 0 either way)."""
-        self._check_writable("change the hop limit of")
+        if self._READONLY:
+            self._check_writable("change the hop limit of")
         b = self._buf
         a = self._abs + 7
         h = b[a]

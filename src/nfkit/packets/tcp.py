@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import FieldValueError, MalformedError
+from ..errors import MalformedError
 from .base import Packet
 from .constants import IpProtocol
 from .fields import Bits, Flag, U16, U32
@@ -73,16 +73,9 @@ class Tcp(Transport, Packet):
 
     @options.setter
     def options(self, value: bytes) -> None:
-        data = bytes(value)
-        padded = data + b"\0" * (-len(data) % 4)
-        if len(padded) > 40:
-            raise FieldValueError(f"TCP options are at most 40 bytes, got {len(data)}")
-        delta = len(padded) - (self._hlen - 20)
-        if delta:
-            self._resize_header(20, delta)
-        a = self._abs
-        self._buf[a + 20:a + 20 + len(padded)] = padded
-        self._buf[a + 12] = (self._buf[a + 12] & 0x0F) | ((self._hlen // 4) << 4)
+        words = self._replace_options(value)
+        b = self._buf
+        b[self._abs + 12] = (b[self._abs + 12] & 0x0F) | (words << 4)
         self._write_checksum()
 
     def option_list(self) -> list[tuple[int, bytes]]:
