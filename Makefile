@@ -25,8 +25,17 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py --out docs/benchmarks.md
 
+# The main job on bundled data: ping4d answers the ICMP echo requests of echo.pcap.
 demo: $(STAMP)
-	$(PY) examples/demo.py
+	@echo "== nfkit run examples/ping4d/ping4d.py -c examples/ping4d/ping4d.toml"
+	$(VENV)/bin/nfkit run examples/ping4d/ping4d.py -c examples/ping4d/ping4d.toml --no-status
+	@echo
+	@echo "== the replies, decoded (nfkit dump examples/ping4d/replies.pcap)"
+	$(VENV)/bin/nfkit dump examples/ping4d/replies.pcap
+	@echo
+	@echo "ping4d read 9 requests from examples/ping4d/echo.pcap (4 IPv4, 5 IPv6), answered"
+	@echo "the 4 IPv4 ones and aborted the IPv6 ones, as capsule's ping4d does."
+	@echo "Output pcap: examples/ping4d/replies.pcap (open it with tcpdump -nn -r or Wireshark)."
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

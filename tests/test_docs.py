@@ -18,7 +18,7 @@ def test_readme_taste_runs() -> None:
 
 
 def test_demo_runs_and_frees_everything() -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py")], capture_output=True,
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "packets_demo.py")], capture_output=True,
                          text=True, check=True).stdout
     assert out.count("ICMP echo reply") == 3 and "[checksums ok]" in out
     assert "5 packets in, 3 replies out, 2 dropped; mempool buffers still in use: 0" in out

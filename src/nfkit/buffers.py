@@ -87,6 +87,7 @@ class Mempool:
         self._buf = memoryview(self._mem)
         self._off_mv = memoryview(self.data_off)
         self._len_mv = memoryview(self.data_len)
+        self._ts_mv = memoryview(self.timestamp)
 
     # -- bookkeeping ------------------------------------------------------------------
     @property
@@ -120,6 +121,7 @@ class Mempool:
         self.refcnt[slots] = 1
         self.data_off[slots] = self.headroom
         self.data_len[slots] = 0
+        self.timestamp[slots] = 0   # a recycled buffer must not keep its last packet's time
         return slots
 
     def free_slots(self, slots: "np.ndarray | Sequence[int]") -> None:
@@ -159,6 +161,7 @@ class Mempool:
         self.refcnt[slot] = 1
         self._off_mv[slot] = self.headroom
         self._len_mv[slot] = 0
+        self._ts_mv[slot] = 0
         return slot
 
     def _free_one(self, slot: int) -> None:

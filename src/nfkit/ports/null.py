@@ -1,0 +1,85 @@
+"""The null port (``net_null<N>``): transmit discards (counted as sent), receive generates.
+
+As DPDK's null PMD, receive hands out a full burst of ``size``-byte frames on every call
+(``size=0`` or ``no-rx=1``: nothing).  nfkit's frames are a valid Ethernet/IPv4/UDP packet
+padded to ``size`` bytes (default 64, the minimum Ethernet frame with its FCS), so
+benchmarks can parse and forward them.  The pool fills every burst with one numpy copy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..buffers import Mbuf, Mempool
+from .base import Port, PortError, PortQueue, not_applicable, register_driver
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import PortConfig
+
+__all__ = ["NullQueue", "udp_template"]
+
+
+def udp_template(size: int) -> bytes:
+    """A valid Ethernet/IPv4/UDP frame of ``size`` bytes (4 of them the FCS the NIC adds)."""
+    from ..packets import Ethernet, Ipv4, Udp
+    pool = Mempool(capacity=1, buf_size=max(2048, size))
+    m = Mbuf.alloc(pool)
+    eth = m.push(Ethernet)
+    eth.src, eth.dst = "02:00:00:00:00:01", "02:00:00:00:00:02"
+    ip = eth.push(Ipv4)
+    ip.src, ip.dst = "198.18.0.1", "198.19.0.1"
+    udp = ip.push(Udp)
+    udp.src_port, udp.dst_port = 1024, 1024
+    udp.set_payload(bytes(max(0, size - 4 - 42)))
+    udp.reconcile_all()
+    return m.to_bytes()
+
+
+class NullQueue(PortQueue):
+    def __init__(self, port: Port, core: int, index: int, frame: bytes) -> None:
+        super().__init__(port, core, index)
+        self.frame = np.frombuffer(frame, dtype=np.uint8)
+
+    def _rx(self, max_packets: int) -> list[Mbuf]:
+        n = len(self.frame)
+        if not n:
+            return []
+        pool = self.pool
+        k = min(max_packets, pool.available)
+        if k < max_packets:
+            self.counters.rx_dropped += max_packets - k  # no buffers: DPDK's rx_nombuf
+        if not k:
+            return []
+        slots = pool.alloc_slots(k)
+        h = pool.headroom
+        pool.data[slots, h:h + n] = self.frame
+        pool.data_len[slots] = n
+        return [Mbuf(pool, s) for s in slots.tolist()]
+
+    def _tx(self, mbufs: list[Mbuf]) -> int:
+        Mbuf.free_bulk(mbufs)
+        return len(mbufs)
+
+
+def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
+    opts = dict(args)
+    unknown = set(opts) - {"size", "no-rx", "copy"}
+    if unknown:
+        raise PortError(f"port {cfg.name} ({cfg.device}): unknown argument(s) {sorted(unknown)}; "
+                        "known: size, no-rx, copy")
+    try:
+        size = int(opts.get("size", "64"))
+        if not 0 <= size <= port.pool.buf_size + 4:
+            raise ValueError
+    except ValueError:
+        raise PortError(f"port {cfg.name} ({cfg.device}): size must be 0..{port.pool.buf_size + 4}, "
+                        f"got {opts.get('size')!r}") from None
+    not_applicable(cfg, "null", ("rxd", "txd", "promiscuous", "multicast"), "the null device")
+    frame = b"" if size == 0 or opts.get("no-rx") in ("1", "true") else udp_template(size)
+    for i, core in enumerate(cfg.cores):
+        port.queues[core] = NullQueue(port, core, i, frame)
+
+
+register_driver(r"net_null\d+", "null", _open)
