@@ -107,6 +107,34 @@ def test_memory_port_pipeline_periodic_task_and_stop() -> None:
     assert rt.pool.in_use == 0
 
 
+def test_batch_size_from_config_sets_the_burst() -> None:
+    rt = Runtime.build(cfg(RING.replace("#TOP", "batch_size = 4")))
+    q = rt.port("eth1").queues[0]
+    q.inject([Mbuf.from_bytes(udp_frame()) for _ in range(10)])
+    pl = Poll(q).send(q)
+    assert [pl.run_once() for _ in range(4)] == [4, 4, 2, 0]
+    Mbuf.free_bulk(q.drain())
+
+
+def test_null_port_generates_valid_frames_and_discards() -> None:
+    rt = Runtime.build(cfg(RING.replace("net_ring0", "net_null0").replace("#TOP", "batch_size = 64")))
+    q = rt.port("eth1").queues[0]
+    got = q.receive()
+    assert len(got) == 64 and all(len(m) == 60 for m in got)
+    udp = got[0].parse(Ethernet).parse(Ipv4).parse(Udp)
+    assert udp.checksum_ok and udp.envelope.checksum_ok
+    q.transmit(got)
+    c = q.counters
+    assert c.tx_packets == 64 and c.rx_packets == 64 and rt.pool.in_use == 0
+
+
+def test_driver_says_which_fields_do_not_apply(caplog: pytest.LogCaptureFixture) -> None:
+    Runtime.build(cfg(RING.replace('cores = [0]', 'cores = [0]\npromiscuous = true\nrxd = 512')))
+    msgs = [r.getMessage() for r in caplog.records]
+    assert any("promiscuous = True does not apply to in-process rings; ignored" in m for m in msgs)
+    assert any("rxd = 512 does not apply" in m for m in msgs)
+
+
 def test_periodic_pipeline_generates() -> None:
     rt = Runtime.build(cfg(RING.replace("#TOP", "duration = 1")))
     frame = udp_frame()

@@ -436,7 +436,8 @@ class Pipeline:
         self.source = batch.source
         self.tx = tx
         self.stages = batch.stages
-        self.batch_size = batch.batch_size or DEFAULT_BATCH_SIZE
+        #: None: the source's own burst size (a port queue's is the config's batch_size)
+        self.batch_size = batch.batch_size
         self._record = batch._inspects
         self.stats = PipelineStats()
         self._log = RateLimitedLog(log, log_interval)
@@ -446,7 +447,8 @@ class Pipeline:
         was dropped or aborted.  Returns the number of packets received."""
         st = self.stats
         st.runs += 1
-        items: list[Any] = self.source.receive(self.batch_size)
+        items: list[Any] = (self.source.receive() if self.batch_size is None
+                            else self.source.receive(self.batch_size))
         n = len(items)
         if not n:
             st.idle_runs += 1
