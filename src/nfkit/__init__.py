@@ -6,7 +6,7 @@ the typed headers of :mod:`nfkit.packets` read and write them in place.  Pipelin
 on the ports of a TOML config.
 """
 
-from .batch import Batch, Disposition, Pipeline, Poll, poll_fn, splice
+from .batch import Batch, Disposition, Pipeline, Poll, poll_fn, splice, vectorized
 from .buffers import Mbuf, Mempool, default_pool, set_default_pool
 from .errors import (BadOffset, DoubleFree, FieldValueError, MalformedError, MbufError,
                      MempoolExhausted, NfkitError, OutOfBuffer, ParseError, ProtocolMismatch,
@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Mbuf", "Mempool", "default_pool", "set_default_pool", "MacAddr",
-    "Batch", "Disposition", "Pipeline", "Poll", "poll_fn", "splice",
+    "Batch", "Disposition", "Pipeline", "Poll", "poll_fn", "splice", "vectorized",
     "Runtime", "UnixSignal", "PortQueue", "RuntimeConfig", "load_config",
     "NfkitError", "ParseError", "TruncatedError", "MalformedError", "ProtocolMismatch",
     "MbufError", "BadOffset", "OutOfBuffer", "MempoolExhausted", "DoubleFree",

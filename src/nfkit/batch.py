@@ -29,10 +29,12 @@ import time
 from enum import IntEnum
 from typing import Any, Callable, Hashable, Iterable, Protocol, Sequence
 
-from .buffers import Mbuf
+import numpy as np
+
+from .buffers import Mbuf, Mempool
 
 __all__ = [
-    "Disposition", "PacketRx", "PacketTx", "Batch", "Pipeline", "PipelineStats", "Poll",
+    "vectorized", "SlotBatch", "Disposition", "PacketRx", "PacketTx", "Batch", "Pipeline", "PipelineStats", "Poll",
     "poll_fn", "splice", "RateLimitedLog", "DEFAULT_BATCH_SIZE",
 ]
 
@@ -98,6 +100,67 @@ def _mbuf_of(p: Any) -> Mbuf:
     return p if p.__class__ is Mbuf else p.reset()
 
 
+def vectorized(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``f`` as a vector stage: combinators call it once per burst with a
+    :class:`~nfkit.vector.BatchView` instead of once per packet.
+
+    For ``map``/``for_each`` it acts on the columns and returns ``None`` or a boolean keep
+    mask; for ``filter`` it returns the keep mask; for ``group_by`` it returns the key
+    column.  An exception aborts every packet of that burst.
+    """
+    f.__nfkit_vectorized__ = True  # type: ignore[attr-defined]
+    return f
+
+
+def _is_vectorized(f: Any) -> bool:
+    return bool(getattr(f, "__nfkit_vectorized__", False))
+
+
+class SlotBatch:
+    """A burst as slots of one pool: what vector stages work on, with no Mbuf objects."""
+
+    __slots__ = ("pool", "slots")
+
+    def __init__(self, pool: Mempool, slots: np.ndarray) -> None:
+        self.pool = pool
+        self.slots = slots
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def mbufs(self) -> list[Mbuf]:
+        pool = self.pool
+        return [Mbuf(pool, s) for s in self.slots.tolist()]
+
+
+def _as_items(items: Any) -> list[Any]:
+    return items.mbufs() if isinstance(items, SlotBatch) else items
+
+
+def _as_slots(items: Any, ctx: "_Run", label: str) -> SlotBatch | None:
+    """The burst as slots of one pool (packets from another pool are aborted)."""
+    if isinstance(items, SlotBatch):
+        return items
+    if not items:
+        return None
+    mbufs = []
+    for p in items:
+        try:
+            mbufs.append(_mbuf_of(p))
+        except Exception as exc:
+            ctx.abort(p, exc, label)
+    if not mbufs:
+        return None
+    pool = mbufs[0].pool
+    slots = []
+    for m in mbufs:
+        if m.pool is pool:
+            slots.append(m.slot)
+        else:
+            ctx.abort(m, ValueError("a vector stage needs one mempool per burst"), label)
+    return SlotBatch(pool, np.array(slots, dtype=np.int64))
+
+
 class _Run:
     """Per-``run_once`` bookkeeping shared by the stages."""
 
@@ -133,6 +196,27 @@ class _Run:
         if self.finished is not None:
             self.finished.append((Disposition.ABORT, exc))
 
+    def drop_slots(self, batch: SlotBatch, mask: np.ndarray) -> None:
+        """Drop the packets of ``batch`` where ``mask`` is True."""
+        gone = batch.slots[mask]
+        if len(gone):
+            self.dropped += len(gone)
+            dropped = SlotBatch(batch.pool, gone).mbufs()
+            self.to_free.extend(dropped)
+            if self.finished is not None:
+                self.finished.extend((Disposition.DROP, m) for m in dropped)
+
+    def abort_all(self, batch: SlotBatch, exc: BaseException, stage: str) -> None:
+        mbufs = batch.mbufs()
+        self.to_free.extend(mbufs)
+        self.aborted += len(mbufs)
+        pl = self.pipeline
+        pl._log((pl.name, stage, type(exc).__name__),
+                "pipeline %r: vector stage %s aborted a burst of %d: %s: %s", pl.name, stage,
+                len(mbufs), type(exc).__name__, exc)
+        if self.finished is not None:
+            self.finished.extend((Disposition.ABORT, exc) for _ in mbufs)
+
     def emit(self, n: int, items: list[Any]) -> None:
         self.emitted += n
         if self.finished is not None:
@@ -150,6 +234,7 @@ def _map_stage(f: Callable[[Any], Any]) -> Stage:
     label = f"map({_name(f)})"
 
     def run(items: list[Any], ctx: _Run) -> list[Any]:
+        items = _as_items(items)
         out = []
         append = out.append
         for p in items:
@@ -165,6 +250,7 @@ def _filter_stage(pred: Callable[[Any], bool]) -> Stage:
     label = f"filter({_name(pred)})"
 
     def run(items: list[Any], ctx: _Run) -> list[Any]:
+        items = _as_items(items)
         out = []
         for p in items:
             try:
@@ -184,6 +270,7 @@ def _filter_map_stage(f: Callable[[Any], Any]) -> Stage:
     label = f"filter_map({_name(f)})"
 
     def run(items: list[Any], ctx: _Run) -> list[Any]:
+        items = _as_items(items)
         out = []
         for p in items:
             try:
@@ -203,6 +290,7 @@ def _for_each_stage(f: Callable[[Any], Any]) -> Stage:
     label = f"for_each({_name(f)})"
 
     def run(items: list[Any], ctx: _Run) -> list[Any]:
+        items = _as_items(items)
         out = []
         for p in items:
             try:
@@ -222,7 +310,7 @@ def _inspect_stage(f: Callable[[Disposition, Any], Any]) -> Stage:
         try:
             for d, p in ctx.finished or ():
                 f(d, p)
-            for p in items:
+            for p in _as_items(items):
                 f(Disposition.ACT, p)
         except Exception as exc:  # inspect changes nothing, not even on error
             ctx.pipeline._log((ctx.pipeline.name, label, type(exc).__name__),
@@ -236,6 +324,7 @@ def _replace_stage(f: Callable[[Any], Any]) -> Stage:
     label = f"replace({_name(f)})"
 
     def run(items: list[Any], ctx: _Run) -> list[Any]:
+        items = _as_items(items)
         out = []
         for p in items:
             try:
@@ -256,6 +345,7 @@ def _emit_stage(tx: PacketTx) -> Stage:
     label = f"emit({type(tx).__name__})"
 
     def run(items: list[Any], ctx: _Run) -> list[Any]:
+        items = _as_items(items)
         if items:
             mbufs = []
             for p in items:
@@ -274,6 +364,7 @@ def _group_by_stage(selector: Callable[[Any], Hashable],
     label = f"group_by({_name(selector)})"
 
     def run(items: list[Any], ctx: _Run) -> list[Any]:
+        items = _as_items(items)
         groups: dict[Hashable, list[Any]] = {}
         for p in items:
             try:
@@ -293,8 +384,74 @@ def _group_by_stage(selector: Callable[[Any], Hashable],
                     if not group:
                         break
                     group = stage(group, ctx)
-            out.extend(group)
+            out.extend(_as_items(group))
         return out
+    return run
+
+
+# -- vector stages ------------------------------------------------------------------------
+
+def _view(batch: SlotBatch) -> Any:
+    from .vector.view import BatchView
+    return BatchView(batch.pool, batch.slots)
+
+
+def _vector_stage(f: Callable[[Any], Any], kind: str) -> Stage:
+    """``kind``: map / for_each (None or a keep mask), filter (a keep mask)."""
+    label = f"{kind}(@vectorized {_name(f)})"
+
+    def run(items: Any, ctx: _Run) -> Any:
+        batch = _as_slots(items, ctx, label)
+        if batch is None:
+            return []
+        try:
+            r = f(_view(batch))
+            if r is None:
+                if kind == "filter":
+                    raise TypeError("a vectorized filter must return a boolean keep mask")
+                return batch
+            keep = np.asarray(r)
+            if keep.dtype != bool or keep.shape != (len(batch),):
+                raise TypeError(f"expected a boolean mask of {len(batch)}, got "
+                                f"{keep.dtype} {keep.shape}")
+        except Exception as exc:
+            ctx.abort_all(batch, exc, label)
+            return []
+        if keep.all():
+            return batch
+        ctx.drop_slots(batch, ~keep)
+        return SlotBatch(batch.pool, batch.slots[keep])
+    run.vector = True  # type: ignore[attr-defined]
+    return run
+
+
+def _vector_group_by_stage(selector: Callable[[Any], Any], arms: dict[Hashable, list[Stage]],
+                           default: list[Stage] | None) -> Stage:
+    label = f"group_by(@vectorized {_name(selector)})"
+
+    def run(items: Any, ctx: _Run) -> Any:
+        batch = _as_slots(items, ctx, label)
+        if batch is None:
+            return []
+        try:
+            keys = np.asarray(selector(_view(batch)))
+            if keys.shape != (len(batch),):
+                raise TypeError(f"expected a key column of {len(batch)}, got shape {keys.shape}")
+        except Exception as exc:
+            ctx.abort_all(batch, exc, label)
+            return []
+        out: list[Any] = []
+        for k in np.unique(keys).tolist():
+            group: Any = SlotBatch(batch.pool, batch.slots[keys == k])
+            stages = arms.get(k, default)
+            if stages is not None:
+                for stage in stages:
+                    if not len(group):
+                        break
+                    group = stage(group, ctx)
+            out.extend(_as_items(group))
+        return out
+    run.vector = True  # type: ignore[attr-defined]
     return run
 
 
@@ -325,12 +482,14 @@ class Batch:
         return Batch(self.source, self.stages + (stage,), self.batch_size, self._inspects or inspects)
 
     def map(self, f: Callable[[Any], Any]) -> "Batch":
-        """Replace each packet by ``f(packet)`` (e.g. a parsed header); an exception aborts."""
-        return self._then(_map_stage(f))
+        """Replace each packet by ``f(packet)`` (e.g. a parsed header); an exception aborts.
+        A :func:`vectorized` ``f`` gets the burst's columns instead."""
+        return self._then(_vector_stage(f, "map") if _is_vectorized(f) else _map_stage(f))
 
     def filter(self, pred: Callable[[Any], bool]) -> "Batch":
-        """Keep packets for which ``pred`` is true; drop the others."""
-        return self._then(_filter_stage(pred))
+        """Keep packets for which ``pred`` is true; drop the others (a :func:`vectorized`
+        ``pred`` returns the keep mask of the burst)."""
+        return self._then(_vector_stage(pred, "filter") if _is_vectorized(pred) else _filter_stage(pred))
 
     def filter_map(self, f: Callable[[Any], Any]) -> "Batch":
         """``f`` returns the packet to keep (possibly transformed) or ``None`` to drop it
@@ -339,7 +498,7 @@ class Batch:
 
     def for_each(self, f: Callable[[Any], Any]) -> "Batch":
         """Call ``f`` on each packet for its side effects; the packet continues unchanged."""
-        return self._then(_for_each_stage(f))
+        return self._then(_vector_stage(f, "for_each") if _is_vectorized(f) else _for_each_stage(f))
 
     def inspect(self, f: Callable[[Disposition, Any], Any]) -> "Batch":
         """Call ``f(disposition, item)`` for every packet of the burst whatever happened to
@@ -363,8 +522,9 @@ class Batch:
         built = {k: self._arm(b) for k, b in arms.items()}
         dflt = self._arm(default) if default is not None else None
         inspects = any(i for _, i in built.values()) or bool(dflt and dflt[1])
-        return self._then(_group_by_stage(selector, {k: s for k, (s, _) in built.items()},
-                                          dflt[0] if dflt else None), inspects)
+        make = _vector_group_by_stage if _is_vectorized(selector) else _group_by_stage
+        return self._then(make(selector, {k: s for k, (s, _) in built.items()},
+                               dflt[0] if dflt else None), inspects)
 
     @staticmethod
     def _arm(builder: Callable[["Batch"], "Batch"]) -> tuple[list[Stage], bool]:
@@ -439,6 +599,12 @@ class Pipeline:
         #: None: the source's own burst size (a port queue's is the config's batch_size)
         self.batch_size = batch.batch_size
         self._record = batch._inspects
+        # Bursts start as slots (no Mbuf objects) when the chain starts with a vector stage
+        # and the source can hand out slots; likewise at the end for the sink.
+        first = batch.stages[0] if batch.stages else None
+        self._rx_slots = (getattr(first, "vector", False)
+                          and hasattr(self.source, "receive_slots"))
+        self._tx_slots = hasattr(tx, "transmit_slots")
         self.stats = PipelineStats()
         self._log = RateLimitedLog(log, log_interval)
 
@@ -447,8 +613,11 @@ class Pipeline:
         was dropped or aborted.  Returns the number of packets received."""
         st = self.stats
         st.runs += 1
-        items: list[Any] = (self.source.receive() if self.batch_size is None
-                            else self.source.receive(self.batch_size))
+        if self._rx_slots:
+            items: Any = self.source.receive_slots(self.batch_size)
+        else:
+            items = (self.source.receive() if self.batch_size is None
+                     else self.source.receive(self.batch_size))
         n = len(items)
         if not n:
             st.idle_runs += 1
@@ -457,9 +626,16 @@ class Pipeline:
         ctx = _Run(self, self._record)
         for stage in self.stages:
             items = stage(items, ctx)
-            if not items and not self._record:
+            if not len(items) and not self._record:
                 break
-        if items:
+        if isinstance(items, SlotBatch):
+            if len(items):
+                st.act += len(items)
+                if self._tx_slots:
+                    self.tx.transmit_slots(items.pool, items.slots)
+                else:
+                    self.tx.transmit(items.mbufs())
+        elif items:
             out = []
             for p in items:
                 try:

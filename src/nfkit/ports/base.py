@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
+
 from ..buffers import Mbuf, Mempool
 from ..errors import NfkitError
 from ..net import MacAddr
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..batch import SlotBatch
     from ..config import PortConfig
 
 log = logging.getLogger("nfkit.ports")
@@ -84,6 +87,38 @@ class PortQueue:
             lens = self.pool._len_mv
             c.rx_octets += sum(lens[m.slot] for m in mbufs)
         return mbufs
+
+    def receive_slots(self, max_packets: int | None = None) -> "SlotBatch":
+        """Like :meth:`receive`, as slots of the port's pool (no Mbuf objects): what a
+        pipeline that starts with a vector stage asks for."""
+        from ..batch import SlotBatch
+        slots = self._rx_slots(max_packets or self.port.batch_size)
+        n = len(slots)
+        if n:
+            c = self.counters
+            c.rx_packets += n
+            c.rx_octets += int(self.pool.data_len[slots].sum())
+        return SlotBatch(self.pool, slots)
+
+    def transmit_slots(self, pool: Mempool, slots: np.ndarray) -> None:
+        """Like :meth:`transmit`, for slots of ``pool``."""
+        n = len(slots)
+        if not n:
+            return
+        lens = pool.data_len[slots]
+        sent = self._tx_slots(pool, slots)
+        c = self.counters
+        c.tx_packets += sent
+        c.tx_octets += int(lens[:sent].sum())
+        if sent < n:
+            c.tx_dropped += n - sent
+            pool.free_slots(slots[sent:])
+
+    def _rx_slots(self, max_packets: int) -> np.ndarray:
+        return np.array([m.slot for m in self._rx(max_packets)], dtype=np.int64)
+
+    def _tx_slots(self, pool: Mempool, slots: np.ndarray) -> int:
+        return self._tx([Mbuf(pool, s) for s in slots.tolist()])
 
     def transmit(self, mbufs: list[Mbuf]) -> None:
         """Send ``mbufs`` (ownership passes to the queue)."""

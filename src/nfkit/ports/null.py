@@ -42,21 +42,27 @@ class NullQueue(PortQueue):
         super().__init__(port, core, index)
         self.frame = np.frombuffer(frame, dtype=np.uint8)
 
-    def _rx(self, max_packets: int) -> list[Mbuf]:
+    def _rx_slots(self, max_packets: int) -> np.ndarray:
         n = len(self.frame)
-        if not n:
-            return []
         pool = self.pool
-        k = min(max_packets, pool.available)
-        if k < max_packets:
+        k = min(max_packets, pool.available) if n else 0
+        if n and k < max_packets:
             self.counters.rx_dropped += max_packets - k  # no buffers: DPDK's rx_nombuf
         if not k:
-            return []
+            return np.empty(0, dtype=np.int64)
         slots = pool.alloc_slots(k)
         h = pool.headroom
         pool.data[slots, h:h + n] = self.frame
         pool.data_len[slots] = n
-        return [Mbuf(pool, s) for s in slots.tolist()]
+        return slots
+
+    def _rx(self, max_packets: int) -> list[Mbuf]:
+        pool = self.pool
+        return [Mbuf(pool, s) for s in self._rx_slots(max_packets).tolist()]
+
+    def _tx_slots(self, pool: Mempool, slots: np.ndarray) -> int:
+        pool.free_slots(slots)
+        return len(slots)
 
     def _tx(self, mbufs: list[Mbuf]) -> int:
         Mbuf.free_bulk(mbufs)
