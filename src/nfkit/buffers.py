@@ -246,6 +246,15 @@ class Mbuf:
     @staticmethod
     def free_bulk(mbufs: Iterable["Mbuf"]) -> None:
         """Free many buffers, grouped by pool, each group in one call."""
+        if not isinstance(mbufs, list):
+            mbufs = list(mbufs)
+        if not mbufs:
+            return
+        pool = mbufs[0].pool
+        slots = [m.slot for m in mbufs if m.pool is pool]
+        if len(slots) == len(mbufs):          # the usual case: one pool
+            pool.free_slots(slots)
+            return
         by_pool: dict[int, tuple[Mempool, list[int]]] = {}
         for m in mbufs:
             entry = by_pool.get(id(m.pool))

@@ -167,14 +167,18 @@ def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
                     m = Mbuf(pool, s)
                     n += 1
                     try:
-                        if (count is None or shown < count) and (match is None or match(m)):
-                            shown += 1
-                            ts = int(pool.timestamp[s])
-                            stamp = f"{ts // 1_000_000_000}.{ts % 1_000_000_000:09d}"
-                            click.echo(f"{stamp} {summarize(m)}")
-                            if verbose:
-                                for layer in dissect(m)[0]:
-                                    click.echo(f"    {layer!r}")
+                        if count is not None and shown >= count:
+                            continue
+                        layers, err = dissect(m)
+                        if match is not None and not match.match_layers(layers, len(m)):
+                            continue
+                        shown += 1
+                        ts = int(pool.timestamp[s])
+                        stamp = f"{ts // 1_000_000_000}.{ts % 1_000_000_000:09d}"
+                        click.echo(f"{stamp} {summarize(m, (layers, err))}")
+                        if verbose:
+                            for layer in layers:
+                                click.echo(f"    {layer!r}")
                     finally:
                         m.free()
             if reader.error is not None:

@@ -68,9 +68,10 @@ def dissect(mbuf: Any) -> tuple[list[Packet], ParseError | None]:
     return layers, None
 
 
-def summarize(mbuf: Any) -> str:
-    """A one-line description of every layer (tcpdump style)."""
-    layers, err = dissect(mbuf)
+def summarize(mbuf: Any, dissected: tuple[list[Packet], ParseError | None] | None = None) -> str:
+    """A one-line description of every layer (tcpdump style); pass ``dissected`` when
+    the packet was already dissected."""
+    layers, err = dissected if dissected is not None else dissect(mbuf)
     parts = [p.summary() for p in layers]
     if err is not None:
         parts.append(f"[{err}]")
