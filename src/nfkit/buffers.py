@@ -83,6 +83,8 @@ class Mempool:
         # The free stack: slots free[0:_top] are free; allocation pops from the top.
         self._free = np.arange(capacity - 1, -1, -1, dtype=np.int32)
         self._top = capacity
+        self._scratch = np.empty(capacity, dtype=np.int32)     # duplicate check in free_slots
+        self._arange = np.arange(capacity, dtype=np.int32)
         # Fast per-packet views of the same memory (format 'B' and 'I': Python ints).
         self._buf = memoryview(self._mem)
         self._off_mv = memoryview(self.data_off)
@@ -141,11 +143,14 @@ class Mempool:
         if not rc[s].all():
             bad = s[rc[s] == 0][:4].tolist()
             raise DoubleFree(f"mempool {self.name}: buffer(s) {bad} freed but not allocated")
-        # Unbuffered decrement: a slot listed twice wraps to 255 and is caught.
-        np.subtract.at(rc, s, 1)
-        if n > 1 and rc[s].any():
-            np.add.at(rc, s, 1)
-            raise DoubleFree(f"mempool {self.name}: a buffer appears twice in one free_bulk")
+        if n > 1:
+            # A slot listed twice: scatter positions, gather them back; a duplicate's first
+            # position was overwritten by its last.
+            pos = self._arange[:n]
+            self._scratch[s] = pos
+            if not np.array_equal(self._scratch[s], pos):
+                raise DoubleFree(f"mempool {self.name}: a buffer appears twice in one free_bulk")
+        rc[s] = 0
         top = self._top
         self._free[top:top + n] = s
         self._top = top + n

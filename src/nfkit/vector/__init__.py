@@ -1,10 +1,15 @@
 """Vectorized batch processing: a burst of packets as numpy columns over the mempool.
 
 - :class:`BatchView` -- header fields as columns, derived from the header declarations;
-- :func:`~nfkit.batch.vectorized` -- mark a function as a vector stage of a pipeline.
+- :func:`~nfkit.batch.vectorized` -- mark a function as a vector stage of a pipeline;
+- :class:`ExactMatchTable` -- flow tables / NAT bindings looked up a batch at a time;
+- :func:`toeplitz`, :func:`rss_hash_ipv4`, :func:`rss_hash_ipv6` -- RSS-compatible flow hashes.
 """
 
 from ..batch import SlotBatch, vectorized
+from .exact import ExactMatchTable, TableFull
+from .hash import DEFAULT_RSS_KEY, rss_hash_ipv4, rss_hash_ipv6, symmetric_key, toeplitz
 from .view import BatchView, HeaderColumns
 
-__all__ = ["BatchView", "HeaderColumns", "SlotBatch", "vectorized"]
+__all__ = ["BatchView", "HeaderColumns", "SlotBatch", "vectorized", "ExactMatchTable", "TableFull",
+           "DEFAULT_RSS_KEY", "toeplitz", "rss_hash_ipv4", "rss_hash_ipv6", "symmetric_key"]
