@@ -224,3 +224,30 @@ def test_vector_group_by_and_abort() -> None:
     tx.sent.clear()
     boom.run_once()
     assert boom.stats.abort == 1 and tx.sent == [] and pool.in_use == 0
+
+
+def test_flow_hash_matches_the_rss_reference_per_packet() -> None:
+    from ipaddress import ip_address
+    from nfkit.vector.hash import rss_hash_ipv4, rss_hash_ipv6
+    pool = Mempool(capacity=16)
+    specs = [(4, Udp, "66.9.149.187", "161.142.100.80", 2794, 1766),
+             (6, Tcp, "3ffe:2501:200:1fff::7", "3ffe:2501:200:3::1", 2794, 1766),
+             (4, None, "10.0.0.1", "10.0.0.2", 0, 0)]
+    ms = []
+    for fam, l4, s, d, sp, dp in specs:
+        m = Mbuf.alloc(pool)
+        ip = m.push(Ethernet).push(Ipv4 if fam == 4 else Ipv6)
+        ip.src, ip.dst = s, d
+        if l4 is not None:
+            t = ip.push(l4)
+            t.src_port, t.dst_port = sp, dp
+            t.reconcile_all()
+        else:
+            ip.reconcile_all()
+        ms.append(m)
+    h = BatchView(pool, np.array([m.slot for m in ms])).flow_hash()
+    assert h[0] == 0x51CCC178                                     # Microsoft's RSS vector
+    assert h[1] == rss_hash_ipv6(np.frombuffer(ip_address(specs[1][2]).packed, np.uint8)[None],
+                                 np.frombuffer(ip_address(specs[1][3]).packed, np.uint8)[None],
+                                 np.array([2794]), np.array([1766]))[0]
+    assert h[2] == rss_hash_ipv4(np.array([0x0A000001]), np.array([0x0A000002]))[0]

@@ -208,6 +208,27 @@ class BatchView:
     def dst_port(self) -> np.ndarray:
         return np.where(self.tcp_valid, self.tcp.dst_port, self.udp.dst_port)
 
+    def flow_hash(self, key: bytes | None = None) -> np.ndarray:
+        """The RSS (Toeplitz) hash of every packet, as a NIC computes it: over addresses
+        and ports for TCP/UDP, over addresses for other IP packets; 0 for non-IP.  With a
+        symmetric key (:func:`~nfkit.vector.hash.symmetric_key`) both directions agree."""
+        from .hash import DEFAULT_RSS_KEY, rss_hash_ipv4, rss_hash_ipv6
+        key = key or DEFAULT_RSS_KEY
+        out = np.zeros(self.n, dtype=np.uint32)
+        ports = self.tcp_valid | self.udp_valid
+        sp, dp = self.src_port, self.dst_port
+        for fam, valid in ((4, self.ipv4_valid), (6, self.ipv6_valid)):
+            cols = self.ipv4 if fam == 4 else self.ipv6
+            h = rss_hash_ipv4 if fam == 4 else rss_hash_ipv6
+            for with_ports in (True, False):
+                rows = valid & (ports if with_ports else ~ports)
+                if not rows.any():
+                    continue
+                src, dst = cols.src[rows], cols.dst[rows]
+                out[rows] = (h(src, dst, sp[rows], dp[rows], key=key) if with_ports
+                             else h(src, dst, key=key))
+        return out
+
     def decrement_ttl(self) -> np.ndarray:
         """Decrement the IPv4 TTL / IPv6 hop limit of every IP packet (checksums follow);
         returns the keep mask: False for IP packets whose TTL was 0 or 1 (left unchanged:
