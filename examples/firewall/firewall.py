@@ -76,11 +76,18 @@ def load_rules(path: Path) -> tuple[list[Rule], bool]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise RulesError(f"{path}: {exc}") from None
+    unknown_top = set(data) - {"default", "rules"}
+    if unknown_top:
+        raise RulesError(f"{path}: unknown field(s) {sorted(unknown_top)} (known: default, rules)")
     default = data.get("default", "deny")
     if default not in ("allow", "deny"):
         raise RulesError(f"{path}: default: expected 'allow' or 'deny', got {default!r}")
+    raw_rules = data.get("rules", [])
+    if not isinstance(raw_rules, list) or not all(isinstance(r, dict) for r in raw_rules):
+        raise RulesError(f"{path}: rules: expected an array of tables ([[rules]]), "
+                         f"got {type(raw_rules).__name__}")
     rules = []
-    for i, r in enumerate(data.get("rules", [])):
+    for i, r in enumerate(raw_rules):
         where = f"{path}: rules[{i}]"
         unknown = set(r) - {"action", "proto", "src", "dst", "src_port", "dst_port"}
         if unknown:

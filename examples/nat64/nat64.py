@@ -15,7 +15,7 @@ import ipaddress
 from typing import Any
 
 import nfkit
-from nfkit.packets import Ethernet, IpProtocol, Ipv4, Ipv6, Tcp
+from nfkit.packets import EtherType, Ethernet, IpProtocol, Ipv4, Ipv6, Tcp
 
 PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
 GATEWAY_V4 = ipaddress.IPv4Address("203.0.113.1")
@@ -43,6 +43,8 @@ class Nat64:
 
     def six_to_four(self, m: nfkit.Mbuf) -> Any:
         eth = m.parse(Ethernet)
+        if eth.ether_type != EtherType.IPV6:
+            return None
         v6 = eth.parse(Ipv6)
         if v6.next_header != IpProtocol.TCP or v6.hop_limit <= 1 or v6.dst not in PREFIX:
             return None
@@ -62,6 +64,8 @@ class Nat64:
 
     def four_to_six(self, m: nfkit.Mbuf) -> Any:
         eth = m.parse(Ethernet)
+        if eth.ether_type != EtherType.IPV4:
+            return None
         v4 = eth.parse(Ipv4)
         if v4.protocol != IpProtocol.TCP or v4.is_fragment or v4.ttl <= 1:
             return None

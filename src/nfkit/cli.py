@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -97,7 +98,14 @@ def run_app(app: str | Path | Callable[[Any], Any], config: str | Path, *,
         cfg.log_level = log_level
     entry = load_app(app) if not callable(app) else app
     runtime = Runtime.build(cfg)
-    entry(runtime)
+    try:
+        entry(runtime)
+    except Exception as exc:
+        runtime.close()
+        from .runtime import RunError
+        raise RunError(f"{getattr(entry, '__module__', 'app')}: main(runtime) failed: "
+                       f"{type(exc).__name__}: {exc}\n"
+                       + "".join(traceback.format_exception(exc)[1:])) from exc
     show = sys.stdout.isatty() if status is None else status
     stop = threading.Event()
     if show:
@@ -144,7 +152,7 @@ def run(app: str, config: str, duration: int | None, log_level: str | None, stat
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-f", "--filter", "expr", help="only packets matching a tcpdump-like expression, "
                                              "e.g. 'tcp and dst port 80'")
-@click.option("-c", "--count", type=int, help="stop after this many matching packets")
+@click.option("-c", "--count", type=click.IntRange(min=1), help="stop after this many matching packets")
 @click.option("-v", "--verbose", is_flag=True, help="every field of every header")
 def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
     """Print FILE (pcap or pcapng) one decoded packet per line, like tcpdump."""
@@ -165,10 +173,10 @@ def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
                 slots = reader.read_into(pool, 256)
                 for s in slots.tolist():
                     m = Mbuf(pool, s)
-                    n += 1
                     try:
                         if count is not None and shown >= count:
-                            continue
+                            continue   # read but not examined: free it and stop after the batch
+                        n += 1
                         layers, err = dissect(m)
                         if match is not None and not match.match_layers(layers, len(m)):
                             continue
@@ -191,4 +199,4 @@ def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="nfkit")

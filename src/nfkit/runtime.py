@@ -232,6 +232,21 @@ class Runtime:
         self._periodic.append((core, _name(task), lambda: task, float(interval), False))
         return self
 
+    def _close_ports(self) -> list[Exception]:
+        errors = []
+        for p in self.ports.values():
+            try:
+                p.close()
+            except Exception as exc:
+                errors.append(exc)
+        return errors
+
+    def close(self) -> None:
+        """Close every port without running (after a failed set-up); idempotent."""
+        errors = self._close_ports()
+        if errors:
+            raise PortError("; ".join(str(e) for e in errors))
+
     def stop(self, reason: str = "stopped") -> None:
         """Ask the run loop to end after the current round (from a task or pipeline)."""
         self._stop_requested = reason
@@ -293,6 +308,9 @@ class Runtime:
             # Inputs that end (pcap files); stop_when_drained waits for all of them.
             file_sources = [q for p in self.ports.values() for q in p.queues.values()
                             if _is_file_source(q)]
+            drain = cfg.stop_when_drained and bool(file_sources)
+            if cfg.stop_when_drained and not file_sources:
+                log.warning("stop_when_drained has no effect: no port reads pcap files")
             empty_rounds = 0
             while True:
                 work = 0
@@ -317,7 +335,7 @@ class Runtime:
                     empty_rounds = 0
                     continue
                 empty_rounds += 1
-                if cfg.stop_when_drained and all(q.exhausted for q in file_sources):
+                if drain and all(q.exhausted for q in file_sources):
                     reason = "drained"
                     break
                 if idle_sleep and empty_rounds > 16:
@@ -327,12 +345,7 @@ class Runtime:
         finally:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
-            close_errors = []
-            for p in self.ports.values():
-                try:
-                    p.close()
-                except Exception as exc:
-                    close_errors.append(exc)
+            close_errors = self._close_ports()
             elapsed = time.monotonic() - start
         result = RunResult(reason, elapsed,
                            {f"{p.name}#{i}": p.stats.as_dict() for i, p in enumerate(self.pipelines)},

@@ -39,6 +39,7 @@ __all__ = ["PcapQueue"]
 log = logging.getLogger("nfkit.ports.pcap")
 
 ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
 
 
 class PcapQueue(PortQueue):
@@ -125,7 +126,10 @@ class PcapQueue(PortQueue):
             m = Mbuf.alloc(pool)
             base = m.slot * pool.stride + pool.headroom
             try:
-                n = sock.recv_into(pool._buf[base:base + pool.buf_size], pool.buf_size)
+                n, addr = sock.recvfrom_into(pool._buf[base:base + pool.buf_size], pool.buf_size)
+                if addr[2] == PACKET_OUTGOING:   # what this host sent (ours included): skip
+                    m.free()
+                    continue
             except BlockingIOError:
                 m.free()
                 break
@@ -159,9 +163,8 @@ class PcapQueue(PortQueue):
     def close(self) -> None:
         self._finish_reader()
         self._done = True
-        for s in (self.tx_sock, self.rx_sock):
-            if s is not None:
-                s.close()
+        for s in {id(s): s for s in (self.tx_sock, self.rx_sock) if s is not None}.values():
+            s.close()
         if self.writer is not None:
             self.writer.close()
 
@@ -221,10 +224,13 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
     try:
         for i, core in enumerate(cfg.cores):
             writer = PcapWriter(_queue_file(txs[0], i, n)) if txs else None
-            port.queues[core] = PcapQueue(
-                port, core, i, rx[i::n] if rx else [], loops, writer,
-                _raw_socket(cfg, tx_if, False) if tx_if else None,
-                _raw_socket(cfg, rx_if, True) if rx_if and i == 0 else None)
+            rx_sock = _raw_socket(cfg, rx_if, True) if rx_if and i == 0 else None
+            if tx_if and tx_if == rx_if and rx_sock is not None:
+                tx_sock = rx_sock      # one socket: it does not receive what it sends
+            else:
+                tx_sock = _raw_socket(cfg, tx_if, False) if tx_if else None
+            port.queues[core] = PcapQueue(port, core, i, rx[i::n] if rx else [], loops, writer,
+                                          tx_sock, rx_sock)
     except (OSError, PcapFormatError) as exc:
         for q in port.queues.values():
             q.close()
