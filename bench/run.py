@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable
+from typing import Any, Callable
 
 # Make `python bench/run.py` work from a checkout without installing.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
@@ -182,6 +182,121 @@ def bench_per_packet(quick: bool) -> list[str]:
     return lines
 
 
+# -- the vector path (issue #4, in progress) ------------------------------------------------
+
+def _null_queue(batch: int, copy: bool) -> tuple[Any, Any]:
+    from nfkit.config import RuntimeConfig
+    from nfkit.runtime import Runtime
+    cfg = RuntimeConfig.from_toml_text(
+        f'app_name = "bench"\nmaster_core = 0\nbatch_size = {batch}\nlog_level = "error"\n'
+        f'[mempool]\ncapacity = 8191\n'
+        f'[[ports]]\nname = "p"\ndevice = "net_null0"\nargs = "copy={int(copy)}"\ncores = [0]\n')
+    rt = Runtime.build(cfg)
+    return rt, rt.port("p").queues[0]
+
+
+def _pipeline_rate(pipeline: Any, seconds: float) -> float:
+    n = 0
+    for _ in range(3):            # warm up (numba compiles on first use)
+        pipeline.run_once()
+    t0 = time.perf_counter()
+    while True:
+        for _ in range(16):
+            n += pipeline.run_once()
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            return n / dt
+
+
+def bench_vector(quick: bool) -> list[str]:
+    import numpy as np
+
+    import nfkit
+    from nfkit.vector import HAVE_NUMBA, kernel
+    from nfkit.vector.jit import csum_adjust
+
+    @kernel
+    def l2fwd_k(data, slots, data_off, data_len, keep):  # noqa: ANN001
+        for i in range(slots.shape[0]):
+            s = slots[i]
+            o = data_off[s]
+            for k in range(6):
+                t = data[s, o + k]
+                data[s, o + k] = data[s, o + 6 + k]
+                data[s, o + 6 + k] = t
+
+    @kernel
+    def ttl_k(data, slots, data_off, data_len, keep):  # noqa: ANN001
+        for i in range(slots.shape[0]):
+            s = slots[i]
+            o = data_off[s]
+            if data_len[s] < 34 or data[s, o + 12] != 8 or data[s, o + 13] != 0:
+                continue
+            ttl = data[s, o + 22]
+            if ttl <= 1:
+                keep[i] = False
+                continue
+            data[s, o + 22] = ttl - 1
+            csum_adjust(data, s, o + 24, -256)
+            for k in range(6):
+                t = data[s, o + k]
+                data[s, o + k] = data[s, o + 6 + k]
+                data[s, o + 6 + k] = t
+
+    @nfkit.vectorized
+    def l2fwd_v(b: Any) -> None:
+        b.eth.swap_addresses()
+
+    @nfkit.vectorized
+    def ttl_v(b: Any) -> Any:
+        b.eth.swap_addresses()
+        return b.decrement_ttl()
+
+    def l2fwd_p(m: Any) -> Any:
+        m.parse(Ethernet).swap_addresses()
+        return m
+
+    def ttl_p(m: Any) -> Any:
+        eth = m.parse(Ethernet)
+        if eth.parse(Ipv4).decrement_ttl() == 0:
+            return None
+        eth.swap_addresses()
+        return m
+
+    seconds = 0.3 if quick else 1.0
+    jobs = [
+        ("l2fwd (MAC swap)", False, [("vector (numpy)", "map", l2fwd_v), ("JIT kernel", "map", l2fwd_k),
+                                     ("per-packet", "map", l2fwd_p)]),
+        ("TTL - 1 + checksum + MAC swap", True, [("vector (numpy)", "map", ttl_v),
+                                                 ("JIT kernel", "map", ttl_k),
+                                                 ("per-packet", "filter_map", ttl_p)]),
+    ]
+    lines = [
+        "## Vector path (in progress, issue #4): whole bursts on an in-memory port",
+        "",
+        "Pipelines `Poll(q).map(stage).send(q)` on a `net_null` port: receive hands out a",
+        "burst of 64-byte Ethernet/IPv4/UDP frames, transmit frees them; one core, no I/O.",
+        "The l2fwd rows use `copy=0` (frames written into the buffers once); the TTL rows",
+        "refill every burst so TTLs do not run down.  Mpps, one run of "
+        f"{seconds:.1f}s each.  JIT kernels run {'with numba' if HAVE_NUMBA else 'as plain Python (numba not installed)'}.",
+        "",
+        "| job | stage | batch 32 | batch 256 | batch 1024 |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for job, copy, variants in jobs:
+        for label, kind, fn in variants:
+            cells = []
+            for batch in (32, 256, 1024):
+                rt, q = _null_queue(batch, copy)
+                b = getattr(nfkit.Poll(q), kind)(fn)
+                cells.append(f"{_pipeline_rate(b.send(q), seconds) / 1e6:.2f}")
+            lines.append(f"| {job} | {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Targets (issue #4): l2fwd >= 20 Mpps at batch 256, router >= 10 Mpps.  Not "
+              "reached yet: see the issue note for where the time goes.", ""]
+    print("\n".join(lines))
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", help="write the Markdown report here (e.g. docs/benchmarks.md)")
@@ -193,7 +308,7 @@ def main() -> None:
                                 text=True, check=False).stdout.strip() or "unknown"
     except OSError:
         commit = "unknown"
-    sections = bench_per_packet(args.quick)
+    sections = bench_per_packet(args.quick) + bench_vector(args.quick)
     if args.out:
         header = [
             "# Benchmarks",

@@ -425,6 +425,35 @@ def _vector_stage(f: Callable[[Any], Any], kind: str) -> Stage:
     return run
 
 
+def _kernel_stage(k: Any, kind: str) -> Stage:
+    """A JIT kernel (:mod:`nfkit.vector.jit`): one call per burst over the raw arrays."""
+    label = f"{kind}(kernel {_name(k)})"
+
+    def run(items: Any, ctx: _Run) -> Any:
+        batch = _as_slots(items, ctx, label)
+        if batch is None:
+            return []
+        try:
+            keep = k.run(batch.pool, batch.slots)
+        except Exception as exc:
+            ctx.abort_all(batch, exc, label)
+            return []
+        if keep.all():
+            return batch
+        ctx.drop_slots(batch, ~keep)
+        return SlotBatch(batch.pool, batch.slots[keep])
+    run.vector = True  # type: ignore[attr-defined]
+    return run
+
+
+def _stage_for(f: Any, kind: str, per_packet: Callable[[Any], Stage]) -> Stage:
+    if getattr(f, "__nfkit_kernel__", False):
+        return _kernel_stage(f, kind)
+    if _is_vectorized(f):
+        return _vector_stage(f, kind)
+    return per_packet(f)
+
+
 def _vector_group_by_stage(selector: Callable[[Any], Any], arms: dict[Hashable, list[Stage]],
                            default: list[Stage] | None) -> Stage:
     label = f"group_by(@vectorized {_name(selector)})"
@@ -484,12 +513,12 @@ class Batch:
     def map(self, f: Callable[[Any], Any]) -> "Batch":
         """Replace each packet by ``f(packet)`` (e.g. a parsed header); an exception aborts.
         A :func:`vectorized` ``f`` gets the burst's columns instead."""
-        return self._then(_vector_stage(f, "map") if _is_vectorized(f) else _map_stage(f))
+        return self._then(_stage_for(f, "map", _map_stage))
 
     def filter(self, pred: Callable[[Any], bool]) -> "Batch":
         """Keep packets for which ``pred`` is true; drop the others (a :func:`vectorized`
         ``pred`` returns the keep mask of the burst)."""
-        return self._then(_vector_stage(pred, "filter") if _is_vectorized(pred) else _filter_stage(pred))
+        return self._then(_stage_for(pred, "filter", _filter_stage))
 
     def filter_map(self, f: Callable[[Any], Any]) -> "Batch":
         """``f`` returns the packet to keep (possibly transformed) or ``None`` to drop it
@@ -498,7 +527,7 @@ class Batch:
 
     def for_each(self, f: Callable[[Any], Any]) -> "Batch":
         """Call ``f`` on each packet for its side effects; the packet continues unchanged."""
-        return self._then(_vector_stage(f, "for_each") if _is_vectorized(f) else _for_each_stage(f))
+        return self._then(_stage_for(f, "for_each", _for_each_stage))
 
     def inspect(self, f: Callable[[Disposition, Any], Any]) -> "Batch":
         """Call ``f(disposition, item)`` for every packet of the burst whatever happened to

@@ -3,7 +3,10 @@
 As DPDK's null PMD, receive hands out a full burst of ``size``-byte frames on every call
 (``size=0`` or ``no-rx=1``: nothing).  nfkit's frames are a valid Ethernet/IPv4/UDP packet
 padded to ``size`` bytes (default 64, the minimum Ethernet frame with its FCS), so
-benchmarks can parse and forward them.  The pool fills every burst with one numpy copy.
+benchmarks can parse and forward them.  By default every burst is filled with the frame
+(one numpy copy); ``copy=0`` writes it into every buffer once at start and then only sets
+lengths, so received frames carry whatever an NF last wrote there (fine for forwarding
+benchmarks, not for ones that count down TTLs).
 """
 
 from __future__ import annotations
@@ -38,9 +41,14 @@ def udp_template(size: int) -> bytes:
 
 
 class NullQueue(PortQueue):
-    def __init__(self, port: Port, core: int, index: int, frame: bytes) -> None:
+    def __init__(self, port: Port, core: int, index: int, frame: bytes, copy: bool = True) -> None:
         super().__init__(port, core, index)
         self.frame = np.frombuffer(frame, dtype=np.uint8)
+        self.copy = copy
+        if not copy and len(frame):
+            # Write the frame into every buffer once; receive then only sets lengths.
+            h = self.pool.headroom
+            self.pool.data[:, h:h + len(frame)] = self.frame
 
     def _rx_slots(self, max_packets: int) -> np.ndarray:
         n = len(self.frame)
@@ -51,8 +59,9 @@ class NullQueue(PortQueue):
         if not k:
             return np.empty(0, dtype=np.int64)
         slots = pool.alloc_slots(k)
-        h = pool.headroom
-        pool.data[slots, h:h + n] = self.frame
+        if self.copy:
+            h = pool.headroom
+            pool.data[slots, h:h + n] = self.frame
         pool.data_len[slots] = n
         return slots
 
@@ -84,8 +93,9 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
                         f"got {opts.get('size')!r}") from None
     not_applicable(cfg, "null", ("rxd", "txd", "promiscuous", "multicast"), "the null device")
     frame = b"" if size == 0 or opts.get("no-rx") in ("1", "true") else udp_template(size)
+    copy = opts.get("copy", "1") not in ("0", "false", "no")
     for i, core in enumerate(cfg.cores):
-        port.queues[core] = NullQueue(port, core, i, frame)
+        port.queues[core] = NullQueue(port, core, i, frame, copy)
 
 
 register_driver(r"net_null\d+", "null", _open)
