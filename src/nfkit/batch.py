@@ -396,54 +396,46 @@ def _view(batch: SlotBatch) -> Any:
     return BatchView(batch.pool, batch.slots)
 
 
-def _vector_stage(f: Callable[[Any], Any], kind: str) -> Stage:
-    """``kind``: map / for_each (None or a keep mask), filter (a keep mask)."""
-    label = f"{kind}(@vectorized {_name(f)})"
+def _burst_stage(keep_of: Callable[[SlotBatch], Any], label: str) -> Stage:
+    """A stage run once per burst: ``keep_of(batch)`` acts on the burst and returns a keep
+    mask (or ``None``: keep all).  An exception aborts the whole burst."""
 
     def run(items: Any, ctx: _Run) -> Any:
         batch = _as_slots(items, ctx, label)
         if batch is None:
             return []
         try:
-            r = f(_view(batch))
-            if r is None:
-                if kind == "filter":
-                    raise TypeError("a vectorized filter must return a boolean keep mask")
-                return batch
-            keep = np.asarray(r)
-            if keep.dtype != bool or keep.shape != (len(batch),):
-                raise TypeError(f"expected a boolean mask of {len(batch)}, got "
-                                f"{keep.dtype} {keep.shape}")
+            keep = keep_of(batch)
         except Exception as exc:
             ctx.abort_all(batch, exc, label)
             return []
-        if keep.all():
+        if keep is None or keep.all():
             return batch
         ctx.drop_slots(batch, ~keep)
         return SlotBatch(batch.pool, batch.slots[keep])
     run.vector = True  # type: ignore[attr-defined]
     return run
+
+
+def _vector_stage(f: Callable[[Any], Any], kind: str) -> Stage:
+    """``kind``: map / for_each (None or a keep mask), filter (a keep mask)."""
+
+    def keep_of(batch: SlotBatch) -> Any:
+        r = f(_view(batch))
+        if r is None:
+            if kind == "filter":
+                raise TypeError("a vectorized filter must return a boolean keep mask")
+            return None
+        keep = np.asarray(r)
+        if keep.dtype != bool or keep.shape != (len(batch),):
+            raise TypeError(f"expected a boolean mask of {len(batch)}, got {keep.dtype} {keep.shape}")
+        return keep
+    return _burst_stage(keep_of, f"{kind}(@vectorized {_name(f)})")
 
 
 def _kernel_stage(k: Any, kind: str) -> Stage:
     """A JIT kernel (:mod:`nfkit.vector.jit`): one call per burst over the raw arrays."""
-    label = f"{kind}(kernel {_name(k)})"
-
-    def run(items: Any, ctx: _Run) -> Any:
-        batch = _as_slots(items, ctx, label)
-        if batch is None:
-            return []
-        try:
-            keep = k.run(batch.pool, batch.slots)
-        except Exception as exc:
-            ctx.abort_all(batch, exc, label)
-            return []
-        if keep.all():
-            return batch
-        ctx.drop_slots(batch, ~keep)
-        return SlotBatch(batch.pool, batch.slots[keep])
-    run.vector = True  # type: ignore[attr-defined]
-    return run
+    return _burst_stage(lambda batch: k.run(batch.pool, batch.slots), f"{kind}(kernel {_name(k)})")
 
 
 def _stage_for(f: Any, kind: str, per_packet: Callable[[Any], Stage]) -> Stage:
