@@ -6,8 +6,19 @@ import numpy as np
 import pytest
 
 import nfkit
+from nfkit import _accel
 from nfkit import (BadOffset, DoubleFree, Mbuf, Mempool, MempoolExhausted, MbufError,
                    OutOfBuffer)
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def bulk_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the numba fast paths (when installed) and with plain numpy."""
+    if request.param == "numpy":
+        monkeypatch.setattr(_accel, "AVAILABLE", False)
+    elif not _accel.AVAILABLE:
+        pytest.skip("numba is not installed: the compiled bulk paths are not used")
+    return request.param
 
 
 def test_pool_layout_is_one_array(pool: Mempool) -> None:

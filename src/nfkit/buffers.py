@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence, TypeVar
 
 import numpy as np
 
+from . import _accel
 from .errors import (BadOffset, DoubleFree, MempoolExhausted, OutOfBuffer, ProtocolMismatch,
                      TruncatedError)
 from .packets.base import KEY_OUTERMOST
@@ -118,6 +119,11 @@ class Mempool:
         if n > top:
             raise MempoolExhausted(
                 f"mempool {self.name}: cannot allocate {n} buffers, {top} of {self.capacity} free")
+        if _accel.AVAILABLE:
+            slots = _accel.alloc_slots(self._free, top, n, self.refcnt, self.data_off,
+                                       self.data_len, self.timestamp, self.headroom)
+            self._top = top - n
+            return slots
         slots = self._free[top - n:top][::-1].copy()
         self._top = top - n
         self.refcnt[slots] = 1
@@ -132,10 +138,17 @@ class Mempool:
         Raises :class:`DoubleFree` and frees nothing if any slot is not allocated or appears
         twice in ``slots``.
         """
-        s = np.asarray(slots, dtype=np.int32).ravel()
+        s = slots if isinstance(slots, np.ndarray) and slots.ndim == 1 and slots.dtype.kind == "i" \
+            else np.asarray(slots, dtype=np.int32).ravel()
         n = s.size
         if n == 0:
             return
+        if _accel.AVAILABLE:
+            top = _accel.free_slots(self._free, self._top, s, self.refcnt, self.capacity)
+            if top >= 0:
+                self._top = top
+                return
+            # an error: the numpy path below says which, with nothing freed
         if s.min() < 0 or s.max() >= self.capacity:
             raise DoubleFree(f"mempool {self.name}: slot out of range in free "
                              f"(valid 0..{self.capacity - 1})")

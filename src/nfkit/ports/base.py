@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from .. import _accel
 from ..buffers import Mbuf, Mempool
 from ..errors import NfkitError
 from ..net import MacAddr
@@ -97,7 +98,7 @@ class PortQueue:
         if n:
             c = self.counters
             c.rx_packets += n
-            c.rx_octets += int(self.pool.data_len[slots].sum())
+            c.rx_octets += _octets(self.pool, slots)
         return SlotBatch(self.pool, slots)
 
     def transmit_slots(self, pool: Mempool, slots: np.ndarray) -> None:
@@ -105,11 +106,11 @@ class PortQueue:
         n = len(slots)
         if not n:
             return
-        lens = pool.data_len[slots]
+        octets = _octets(pool, slots)
         sent = self._tx_slots(pool, slots)
         c = self.counters
         c.tx_packets += sent
-        c.tx_octets += int(lens[:sent].sum())
+        c.tx_octets += octets if sent == n else _octets(pool, slots[:sent])
         if sent < n:
             c.tx_dropped += n - sent
             pool.free_slots(slots[sent:])
@@ -197,6 +198,13 @@ class Port:
     @property
     def exhausted(self) -> bool:
         return all(q.exhausted for q in self.queues.values())
+
+
+def _octets(pool: Mempool, slots: np.ndarray) -> int:
+    """Bytes in the packets ``slots`` (before a transmit frees them)."""
+    if _accel.AVAILABLE:
+        return int(_accel.sum_lengths(pool.data_len, slots))
+    return int(pool.data_len[slots].sum())
 
 
 def not_applicable(cfg: "PortConfig", driver: str, fields: tuple[str, ...], why: str) -> None:
