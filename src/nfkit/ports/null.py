@@ -44,6 +44,8 @@ class NullQueue(PortQueue):
     def __init__(self, port: Port, core: int, index: int, frame: bytes, copy: bool = True) -> None:
         super().__init__(port, core, index)
         self.frame = np.frombuffer(frame, dtype=np.uint8)
+        self.frames: np.ndarray | None = None
+        self._next_frame = 0
         self.copy = copy
         if not copy and len(frame):
             # Write the frame into every buffer once; receive then only sets lengths.
@@ -59,11 +61,25 @@ class NullQueue(PortQueue):
         if not k:
             return np.empty(0, dtype=np.int64)
         slots = pool.alloc_slots(k)
-        if self.copy:
+        if self.frames is not None:
+            h = pool.headroom
+            idx = (self._next_frame + np.arange(k)) % len(self.frames)
+            self._next_frame = int(idx[-1]) + 1
+            pool.data[slots, h:h + n] = self.frames[idx]
+        elif self.copy:
             h = pool.headroom
             pool.data[slots, h:h + n] = self.frame
         pool.data_len[slots] = n
         return slots
+
+    def set_frames(self, frames: list[bytes]) -> None:
+        """Receive these frames (all of one length) in turn instead of the one template:
+        for benchmarks that need varied headers (e.g. destinations for a router)."""
+        if not frames or len({len(f) for f in frames}) != 1:
+            raise ValueError("set_frames needs a non-empty list of frames of one length")
+        self.frames = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(frames), -1)
+        self.frame = self.frames[0]
+        self._next_frame = 0
 
     def _rx(self, max_packets: int) -> list[Mbuf]:
         pool = self.pool
