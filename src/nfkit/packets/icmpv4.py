@@ -272,6 +272,17 @@ class DataMixin:
         self.set_payload(value)
 
 
+class EchoMixin(DataMixin):
+    """Mixin of the echo request/reply messages of both families: ``data`` and the
+    tcpdump-style summary (``ICMP echo request id 1 seq 2``)."""
+
+    __slots__ = ()
+
+    def summary(self: Any) -> str:
+        kind = "request" if self.msg_type in (8, 128) else "reply"
+        return f"{self._TAG} echo {kind} id {self.identifier} seq {self.seq_no}"
+
+
 #: Fields shared by the echo messages of both families (declared once, used by four classes).
 ECHO_FIELDS: tuple[Field, ...] = (
     U16("identifier", 4),
@@ -307,7 +318,7 @@ class Icmpv4(IcmpMessage):
 Icmpv4._ROOT = Icmpv4
 
 
-class EchoRequest(DataMixin, Icmpv4):
+class EchoRequest(EchoMixin, Icmpv4):
     """ICMPv4 echo request (type 8): identifier, sequence number, then ``data``."""
 
     __slots__ = ()
@@ -315,20 +326,14 @@ class EchoRequest(DataMixin, Icmpv4):
     SIZE = 8
     FIELDS = ECHO_FIELDS
 
-    def summary(self) -> str:
-        return f"ICMP echo request id {self.identifier} seq {self.seq_no}"
 
-
-class EchoReply(DataMixin, Icmpv4):
+class EchoReply(EchoMixin, Icmpv4):
     """ICMPv4 echo reply (type 0): identifier, sequence number, then ``data``."""
 
     __slots__ = ()
     MSG_TYPE = Icmpv4Type.ECHO_REPLY
     SIZE = 8
     FIELDS = ECHO_FIELDS
-
-    def summary(self) -> str:
-        return f"ICMP echo reply id {self.identifier} seq {self.seq_no}"
 
 
 class DestinationUnreachable(DataMixin, Icmpv4):

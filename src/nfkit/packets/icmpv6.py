@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from .constants import IPV6_MIN_MTU, IpProtocol
 from .fields import U8, U16, U32
-from .icmpv4 import ECHO_FIELDS, IcmpMessage, DataMixin
+from .icmpv4 import ECHO_FIELDS, DataMixin, EchoMixin, IcmpMessage
 
 __all__ = ["Icmpv6Type", "Icmpv6", "EchoRequest", "EchoReply", "DestinationUnreachable",
            "PacketTooBig", "TimeExceeded", "ParameterProblem"]
@@ -78,7 +78,7 @@ class Icmpv6(IcmpMessage):
 Icmpv6._ROOT = Icmpv6
 
 
-class EchoRequest(DataMixin, Icmpv6):
+class EchoRequest(EchoMixin, Icmpv6):
     """ICMPv6 echo request (type 128): identifier, sequence number, then ``data``."""
 
     __slots__ = ()
@@ -86,20 +86,14 @@ class EchoRequest(DataMixin, Icmpv6):
     SIZE = 8
     FIELDS = ECHO_FIELDS
 
-    def summary(self) -> str:
-        return f"ICMP6 echo request id {self.identifier} seq {self.seq_no}"
 
-
-class EchoReply(DataMixin, Icmpv6):
+class EchoReply(EchoMixin, Icmpv6):
     """ICMPv6 echo reply (type 129): identifier, sequence number, then ``data``."""
 
     __slots__ = ()
     MSG_TYPE = Icmpv6Type.ECHO_REPLY
     SIZE = 8
     FIELDS = ECHO_FIELDS
-
-    def summary(self) -> str:
-        return f"ICMP6 echo reply id {self.identifier} seq {self.seq_no}"
 
 
 class DestinationUnreachable(DataMixin, Icmpv6):
