@@ -117,6 +117,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import NfkitError
+from .jit import _jit
 
 __all__ = [
     "NEXT_HOP_MAX",
@@ -374,6 +375,11 @@ class Lpm4:
         out = (e & _LOW24).astype(np.int64)
         np.putmask(out, e < _VALID, self.default)
         return out.reshape(shape)
+
+    def tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(tbl24, tbl8)``, the live lookup tables, for JIT kernels: pass them to
+        :func:`lpm4_lookup` inside a kernel (they change in place as routes change)."""
+        return self._tbl24, self._tbl8
 
     def lookup_one(self, addr: int | np.integer | str | IPv4Address) -> int:
         """Next hop of one address (an int, a dotted string or an IPv4Address)."""
@@ -783,3 +789,18 @@ class Lpm6:
     def __repr__(self) -> str:
         return (f"Lpm6(routes={len(self)}, lengths={len(self._per_length)}, "
                 f"default={self.default})")
+
+
+def _lpm4_lookup(tbl24: np.ndarray, tbl8: np.ndarray, addr: int, default: int) -> int:
+    """One DIR-24-8 lookup (what :meth:`Lpm4.lookup` does for a column), for kernels."""
+    e = tbl24[addr >> 8]
+    if e >= 0xC0000000:
+        e = tbl8[((e & 0xFFFFFF) << 8) | (addr & 0xFF)]
+    if e < 0x80000000:
+        return default
+    return e & 0xFFFFFF
+
+
+#: ``lpm4_lookup(tbl24, tbl8, addr, default)`` -- compiled with numba when installed, so a
+#: kernel can route inside its per-packet loop (see :meth:`Lpm4.tables`).
+lpm4_lookup = _jit(_lpm4_lookup)
