@@ -26,7 +26,7 @@ from typing import Any, Callable
 from ..errors import FieldValueError, ReadOnlyError
 from ..net import MacAddr, to_ipv4, to_ipv6, to_mac
 
-__all__ = ["Field", "U8", "U16", "U24", "U32", "Bits", "Flag", "Mac", "Ip4", "Ip6", "ANY",
+__all__ = ["presence_flag", "Field", "U8", "U16", "U24", "U32", "Bits", "Flag", "Mac", "Ip4", "Ip6", "ANY",
            "install_accessors", "readonly_property", "default_bytes", "format_value"]
 
 
@@ -322,6 +322,22 @@ def _describe(f: Field) -> str:
         return f"{f.kind} address at byte {f.offset}"
     bits = f"{f.bits}-bit" if f.is_masked else f"{8 * f.width}-bit"
     return f"{bits} {'flag' if f.kind == 'flag' else 'field'} at byte {f.offset}"
+
+
+def presence_flag(bit: int, field: str, doc: str = "") -> property:
+    """A flag in the header's first byte that says whether an optional field is there
+    (GRE key/sequence, GTP-U sequence/N-PDU): reading tests the bit; setting it adds the
+    field (with value 0) or removes it, through the field's own setter, so the flag never
+    disagrees with the bytes."""
+
+    def get(self: Any) -> bool:
+        return bool(self._buf[self._abs] & bit)
+
+    def put(self: Any, value: bool) -> None:
+        if bool(value) != get(self):
+            setattr(self, field, 0 if value else None)
+
+    return property(get, put, doc=doc or f"whether the optional {field} field is present")
 
 
 def readonly_property(name: str, prop: property) -> property:

@@ -14,7 +14,7 @@ from ..checksum import checksum as _checksum, update as _update
 from ..errors import FieldValueError, MalformedError, TruncatedError
 from .base import KEY_ETHERTYPE, Packet
 from .constants import EtherType, IpProtocol
-from .fields import Bits, Flag, U16
+from .fields import Bits, Flag, U16, presence_flag
 
 __all__ = ["Gre"]
 
@@ -165,23 +165,8 @@ class Gre(Packet):
     def checksum_present(self, value: bool) -> None:
         self.use_checksum(bool(value))
 
-    @property
-    def key_present(self) -> bool:
-        return bool(self._buf[self._abs] & _K)
-
-    @key_present.setter
-    def key_present(self, value: bool) -> None:
-        if bool(value) != self.key_present:
-            self.key = 0 if value else None
-
-    @property
-    def seq_present(self) -> bool:
-        return bool(self._buf[self._abs] & _S)
-
-    @seq_present.setter
-    def seq_present(self, value: bool) -> None:
-        if bool(value) != self.seq_present:
-            self.sequence = 0 if value else None
+    key_present = presence_flag(_K, "key")
+    seq_present = presence_flag(_S, "sequence")
 
     # -- checksum -------------------------------------------------------------------------
     def compute_checksum(self) -> int | None:

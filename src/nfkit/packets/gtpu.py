@@ -15,7 +15,7 @@ from typing import Sequence
 from ..errors import FieldValueError, MalformedError, TruncatedError
 from .base import Packet
 from .constants import GTPU_PORT
-from .fields import Bits, Flag, U8, U16, U32
+from .fields import Bits, Flag, U8, U16, U32, presence_flag
 from .ipv4 import Ipv4
 from .ipv6 import Ipv6
 
@@ -186,23 +186,8 @@ class GtpU(Packet):
         elif self.ext_present:
             self.extensions = []
 
-    @property
-    def seq_present(self) -> bool:
-        return bool(self._buf[self._abs] & _S)
-
-    @seq_present.setter
-    def seq_present(self, value: bool) -> None:
-        if bool(value) != self.seq_present:
-            self.sequence = 0 if value else None
-
-    @property
-    def npdu_present(self) -> bool:
-        return bool(self._buf[self._abs] & _PN)
-
-    @npdu_present.setter
-    def npdu_present(self, value: bool) -> None:
-        if bool(value) != self.npdu_present:
-            self.npdu_number = 0 if value else None
+    seq_present = presence_flag(_S, "sequence")
+    npdu_present = presence_flag(_PN, "npdu_number")
 
     # -- extension headers ------------------------------------------------------------------
     @property
