@@ -8,28 +8,8 @@ import pytest
 
 from nfkit import Mbuf, Mempool
 from nfkit.batch import Disposition, Poll, RateLimitedLog, poll_fn, splice
+from doubles import ListRx, ListTx
 from nfkit.packets import EchoReply, EchoRequest, Ethernet, EtherType, Ipv4, Ipv6, Tcp, Udp
-
-
-class ListRx:
-    def __init__(self, mbufs: list[Mbuf]) -> None:
-        self.mbufs = list(mbufs)
-        self.asked: list[int] = []
-
-    def receive(self, max_packets: int = 32) -> list[Mbuf]:
-        self.asked.append(max_packets)
-        out, self.mbufs = self.mbufs[:max_packets], self.mbufs[max_packets:]
-        return out
-
-
-class ListTx:
-    def __init__(self) -> None:
-        self.sent: list[Mbuf] = []
-        self.calls = 0
-
-    def transmit(self, mbufs: list[Mbuf]) -> None:
-        self.calls += 1
-        self.sent.extend(mbufs)
 
 
 def udp4(pool: Mempool, dport: int = 53) -> Mbuf:

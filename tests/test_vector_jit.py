@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from doubles import ListRx, ListTx
 from nfkit import Mbuf, Mempool, Poll
 from nfkit.packets import Ethernet, Ipv4, Udp
 from nfkit.testing import v4_udp
@@ -68,19 +69,10 @@ def test_kernel_in_a_pipeline_drops_and_counts() -> None:
         u.reconcile_all()
         ms.append(m)
 
-    class Rx:
-        def receive(self, n=32):
-            out, ms[:] = list(ms), []
-            return out
-
-    sent: list[Mbuf] = []
-
-    class Tx:
-        def transmit(self, mbufs):
-            sent.extend(mbufs)
-
+    tx = ListTx()
+    sent = tx.sent
     counter = np.zeros(1, np.int64)
-    pl = Poll(Rx()).map(route.bind(counter)).send(Tx())
+    pl = Poll(ListRx(ms)).map(route.bind(counter)).send(tx)
     pl.run_once()
     assert len(sent) == 2 and pl.stats.drop == 1 and counter[0] == 2
     assert all(m.parse(Ethernet).parse(Ipv4).ttl == 63 for m in sent)

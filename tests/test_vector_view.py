@@ -15,6 +15,8 @@ from nfkit.testing import sr_tcp, v4_icmp, v4_tcp, v4_udp, v6_icmp, v6_tcp, v6_u
 from nfkit.testing.strategies import packet
 from nfkit.vector import BatchView
 
+from doubles import ListRx, ListTx
+
 ONE = st.one_of(v4_udp(payload=st.binary(max_size=20)), v4_tcp(), v6_udp(), v6_tcp(), sr_tcp(),
                 v4_icmp(), v6_icmp(), packet(Ethernet, Arp), packet(Ethernet, Ipv6, Fragment, Udp),
                 packet(Ethernet, Ipv4, Udp, payload=b"x" * 30))
@@ -157,23 +159,6 @@ def test_decrement_ttl_equals_per_packet(raws: list[bytes]) -> None:
                 ip.decrement_hop_limit()
     assert keep.tolist() == want
     assert [m.to_bytes() for m in ms] == [r.to_bytes() for r in ref]
-
-
-class ListRx:
-    def __init__(self, mbufs: list[Mbuf]) -> None:
-        self.mbufs = mbufs
-
-    def receive(self, n: int = 32) -> list[Mbuf]:
-        out, self.mbufs = self.mbufs[:n], self.mbufs[n:]
-        return out
-
-
-class ListTx:
-    def __init__(self) -> None:
-        self.sent: list[Mbuf] = []
-
-    def transmit(self, mbufs: list[Mbuf]) -> None:
-        self.sent.extend(mbufs)
 
 
 def test_vector_and_per_packet_stages_mix_in_one_pipeline() -> None:
