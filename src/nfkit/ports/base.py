@@ -233,11 +233,27 @@ def known_drivers() -> list[str]:
     return [f"{name} ({rx.pattern})" for rx, name, _ in _DRIVERS]
 
 
+#: nfkit.ports modules that register drivers when imported
+BUILTIN_DRIVER_MODULES = ("memory", "null", "pcap_port", "af_packet", "tap", "dpdk")
+
+
+def _load_builtin_drivers() -> None:
+    """Import the built-in driver modules (each registers itself); missing ones are skipped."""
+    import importlib
+    for mod in BUILTIN_DRIVER_MODULES:
+        full = f"{__package__}.{mod}"
+        try:
+            importlib.import_module(full)
+        except ModuleNotFoundError as exc:
+            if exc.name != full:
+                raise
+
+
 def open_port(cfg: "PortConfig", pool: Mempool, batch_size: int, index: int = 0,
               base_dir: Path | None = None) -> Port:
     """Open the port a ``[[ports]]`` entry describes."""
     from ..config import parse_device_args
-    from . import memory, null, pcap_port  # noqa: F401  (register the built-in drivers)
+    _load_builtin_drivers()
 
     for rx, name, opener in _DRIVERS:
         if rx.fullmatch(cfg.device):
