@@ -117,7 +117,10 @@ def test_nat64_translates_both_ways(tmp_path: Path) -> None:
         assert bytes(p[TCP].payload) == b"200 OK" and valid_checksums(p)
 
 
-def test_firewall_applies_rules_in_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("variant", ["kernel", "vector", "per-packet"])
+def test_firewall_applies_rules_in_order(tmp_path: Path, variant: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NFKIT_FIREWALL", variant)
     proc = run_example(tmp_path, "firewall", "firewall.py", "firewall.toml")
     allowed = rdpcap(str(tmp_path / "firewall" / "allowed.pcap"))
     ins = rdpcap(str(EXAMPLES / "firewall" / "in.pcap"))

@@ -12,8 +12,13 @@ environment variable)::
     dst_port = 22           # a port or "1024-65535" (tcp/udp only)
 
 Allowed packets are forwarded out the port; denied ones are dropped (and counted).
-Non-IP frames follow ``default``.  A bad rules file stops the start with the file, the rule
-number and the field at fault.
+Non-IP frames follow ``default``; malformed IP packets are dropped.  A bad rules file stops
+the start with the file, the rule number and the field at fault.
+
+The rules compile into an :class:`nfkit.vector.acl.Acl`, applied a whole burst at a time:
+as a JIT kernel when numba is installed, else as a numpy vector stage.  The per-packet
+version (``NFKIT_FIREWALL=per-packet``) is the reference the tests compare against;
+``NFKIT_FIREWALL=vector`` / ``kernel`` force the other two.
 """
 
 from __future__ import annotations
@@ -21,57 +26,36 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nfkit
-from nfkit.packets import EtherType, Ethernet, IpProtocol, Ipv4, Ipv6, Tcp, Udp
+from nfkit.packets import IpProtocol
+from nfkit.vector import HAVE_NUMBA
+from nfkit.vector.acl import Acl, AclError, AclRule
 
-PROTOS = {"tcp": {IpProtocol.TCP}, "udp": {IpProtocol.UDP},
-          "icmp": {IpProtocol.ICMP, IpProtocol.ICMPV6}, "any": None}
+PROTOS: dict[str, tuple[int, ...] | None] = {
+    "tcp": (IpProtocol.TCP,), "udp": (IpProtocol.UDP,),
+    "icmp": (IpProtocol.ICMP, IpProtocol.ICMPV6), "any": None}
 
 
 class RulesError(nfkit.NfkitError):
     pass
 
 
-@dataclass(frozen=True)
-class Rule:
-    allow: bool
-    protos: frozenset[int] | None
-    src: Any
-    dst: Any
-    src_ports: range | None
-    dst_ports: range | None
-
-    def matches(self, proto: int, src: Any, dst: Any, sport: int | None, dport: int | None) -> bool:
-        if self.protos is not None and proto not in self.protos:
-            return False
-        if self.src is not None and (src.version != self.src.version or src not in self.src):
-            return False
-        if self.dst is not None and (dst.version != self.dst.version or dst not in self.dst):
-            return False
-        if self.src_ports is not None and (sport is None or sport not in self.src_ports):
-            return False
-        if self.dst_ports is not None and (dport is None or dport not in self.dst_ports):
-            return False
-        return True
-
-
-def _ports(v: Any, where: str) -> range | None:
+def _ports(v: Any, where: str) -> tuple[int, int] | None:
     if v is None:
         return None
     if isinstance(v, int) and 0 <= v <= 65535:
-        return range(v, v + 1)
+        return (v, v)
     if isinstance(v, str) and "-" in v:
         lo, hi = v.split("-", 1)
         if lo.isdigit() and hi.isdigit() and 0 <= int(lo) <= int(hi) <= 65535:
-            return range(int(lo), int(hi) + 1)
+            return (int(lo), int(hi))
     raise RulesError(f"{where}: expected a port 0..65535 or a range like '1024-65535', got {v!r}")
 
 
-def load_rules(path: Path) -> tuple[list[Rule], bool]:
+def load_rules(path: Path) -> Acl:
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -103,41 +87,30 @@ def load_rules(path: Path) -> tuple[list[Rule], bool]:
                 nets[k] = ipaddress.ip_network(r[k], strict=False) if k in r else None
             except ValueError as exc:
                 raise RulesError(f"{where}.{k}: {exc}") from None
-        rules.append(Rule(r["action"] == "allow",
-                          frozenset(PROTOS[proto]) if PROTOS[proto] else None, nets["src"],
-                          nets["dst"], _ports(r.get("src_port"), f"{where}.src_port"),
-                          _ports(r.get("dst_port"), f"{where}.dst_port")))
-    return rules, default == "allow"
+        try:
+            rules.append(AclRule(r["action"] == "allow", PROTOS[proto], nets["src"], nets["dst"],
+                                 _ports(r.get("src_port"), f"{where}.src_port"),
+                                 _ports(r.get("dst_port"), f"{where}.dst_port")))
+        except AclError as exc:
+            raise RulesError(f"{where}: {exc}") from None
+    return Acl(rules, default_allow=default == "allow")
 
 
-class Firewall:
-    def __init__(self, rules: list[Rule], default_allow: bool) -> None:
-        self.rules = rules
-        self.default_allow = default_allow
-
-    def allows(self, m: nfkit.Mbuf) -> bool:
-        eth = m.peek(Ethernet)
-        et = eth.ether_type
-        if et == EtherType.IPV4:
-            ip: Any = eth.peek(Ipv4)
-            proto = ip.protocol if not ip.is_fragment or ip.fragment_offset == 0 else -1
-        elif et == EtherType.IPV6:
-            ip = eth.peek(Ipv6)
-            proto = ip.next_header
-        else:
-            return self.default_allow
-        sport = dport = None
-        if proto in (IpProtocol.TCP, IpProtocol.UDP):
-            l4 = ip.peek(Tcp if proto == IpProtocol.TCP else Udp)
-            sport, dport = l4.src_port, l4.dst_port
-        src, dst = ip.src, ip.dst
-        for rule in self.rules:
-            if rule.matches(proto, src, dst, sport, dport):
-                return rule.allow
-        return self.default_allow
+def install(acl: Acl, q: nfkit.PortQueue) -> nfkit.Pipeline:
+    """Forward what the ACL allows back out the port; count the rest as dropped."""
+    mode = os.environ.get("NFKIT_FIREWALL") or ("kernel" if HAVE_NUMBA else "vector")
+    if mode == "per-packet":
+        stage: Any = acl.allows_packet
+    elif mode == "vector":
+        stage = nfkit.vectorized(lambda b: acl.allows(b))
+    elif mode == "kernel":
+        stage = acl.kernel()
+    else:
+        raise RulesError(f"NFKIT_FIREWALL: expected per-packet, vector or kernel, got {mode!r}")
+    return nfkit.Poll(q).filter(stage).send(q)
 
 
 def main(runtime: nfkit.Runtime) -> None:
     path = Path(os.environ.get("NFKIT_RULES") or Path(__file__).with_name("rules.toml"))
-    fw = Firewall(*load_rules(path))
-    runtime.add_pipeline_to_port("eth1", lambda q: nfkit.Poll(q).filter(fw.allows).send(q))
+    acl = load_rules(path)
+    runtime.add_pipeline_to_port("eth1", lambda q: install(acl, q))

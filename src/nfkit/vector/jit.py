@@ -33,7 +33,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["kernel", "Kernel", "HAVE_NUMBA", "be16", "put_be16", "csum_adjust"]
+__all__ = ["kernel", "Kernel", "HAVE_NUMBA", "be16", "put_be16", "csum_adjust", "flow_key", "NOT_IP",
+           "FLOW_IPV4", "FLOW_IPV6", "MALFORMED"]
 
 log = logging.getLogger("nfkit.vector.jit")
 
@@ -110,3 +111,113 @@ class Kernel:
 def kernel(fn: Callable[..., Any]) -> Kernel:
     """Make ``fn(data, slots, data_off, data_len, keep, *extra)`` a pipeline kernel."""
     return Kernel(fn)
+
+
+# -- parsing inside kernels -----------------------------------------------------------------
+
+#: ``flow_key`` status: the frame is not IP (ARP, LLDP...), IPv4, IPv6, or malformed (too
+#: short for Ethernet, a VLAN tag or IP header cut or inconsistent, a TCP/UDP header cut).
+NOT_IP, FLOW_IPV4, FLOW_IPV6, MALFORMED = 0, 4, 6, -1
+
+
+@_jit
+def _be32(data: np.ndarray, s: int, pos: int) -> int:
+    return ((np.int64(data[s, pos]) << 24) | (np.int64(data[s, pos + 1]) << 16)
+            | (np.int64(data[s, pos + 2]) << 8) | np.int64(data[s, pos + 3]))
+
+
+@_jit
+def _be64(data: np.ndarray, s: int, pos: int) -> np.uint64:
+    v = np.uint64(0)
+    for k in range(8):
+        v = (v << np.uint64(8)) | np.uint64(data[s, pos + k])
+    return v
+
+
+@_jit
+def flow_key(data: np.ndarray, s: int, o: int, n: int):  # noqa: ANN201
+    """Classify the frame at ``data[s, o:o + n]`` as :class:`~nfkit.vector.BatchView` does
+    (VLAN tags, IPv4 options, IPv6 extension headers, fragments) and return its flow key::
+
+        (status, proto, l3, l4, src_hi, src_lo, dst_hi, dst_lo, src_port, dst_port)
+
+    ``status`` is NOT_IP, FLOW_IPV4, FLOW_IPV6 or MALFORMED; ``l3``/``l4`` are offsets from
+    ``o``; addresses are 128-bit as two uint64 halves (IPv4: ``src_lo`` only); ``proto``
+    is the transport protocol after the extension headers, -1 for a non-initial fragment
+    or an unfinished extension chain; ports are -1 unless the packet carries a whole
+    TCP or UDP header.  Every read is bounded by ``n``.
+    """
+    z = np.uint64(0)
+    if n < 14:
+        return MALFORMED, -1, 0, 0, z, z, z, z, -1, -1
+    et_off = 12
+    et = be16(data, s, o + 12)
+    for _ in range(4):
+        if et != 0x8100 and et != 0x88A8 and et != 0x9100:
+            break
+        if n < et_off + 6:
+            break
+        et_off += 4
+        et = be16(data, s, o + et_off)
+    if et == 0x8100 or et == 0x88A8 or et == 0x9100:
+        return MALFORMED, -1, 0, 0, z, z, z, z, -1, -1
+    l3 = et_off + 2
+    if et == 0x0800:
+        if n < l3 + 20:
+            return MALFORMED, -1, l3, 0, z, z, z, z, -1, -1
+        vi = data[s, o + l3]
+        ihl = (vi & 0x0F) * 4
+        tl = be16(data, s, o + l3 + 2)
+        if vi >> 4 != 4 or ihl < 20 or l3 + ihl > n or (tl != 0 and (tl < ihl or l3 + tl > n)):
+            return MALFORMED, -1, l3, 0, z, z, z, z, -1, -1
+        end = l3 + tl if tl > 0 else n
+        proto = np.int64(data[s, o + l3 + 9])
+        if be16(data, s, o + l3 + 6) & 0x1FFF:
+            proto = -1
+        status = FLOW_IPV4
+        src_hi, dst_hi = z, z
+        src_lo = np.uint64(_be32(data, s, o + l3 + 12))
+        dst_lo = np.uint64(_be32(data, s, o + l3 + 16))
+        l4 = l3 + ihl
+    elif et == 0x86DD:
+        if n < l3 + 40:
+            return MALFORMED, -1, l3, 0, z, z, z, z, -1, -1
+        pl = be16(data, s, o + l3 + 4)
+        if data[s, o + l3] >> 4 != 6 or (pl != 0 and l3 + 40 + pl > n):
+            return MALFORMED, -1, l3, 0, z, z, z, z, -1, -1
+        end = l3 + 40 + pl if pl > 0 else n
+        proto = np.int64(data[s, o + l3 + 6])
+        status = FLOW_IPV6
+        src_hi, src_lo = _be64(data, s, o + l3 + 8), _be64(data, s, o + l3 + 16)
+        dst_hi, dst_lo = _be64(data, s, o + l3 + 24), _be64(data, s, o + l3 + 32)
+        l4 = l3 + 40
+        initial = True
+        for _ in range(8):
+            if not (proto == 0 or proto == 43 or proto == 60 or proto == 44) or l4 + 8 > end:
+                break
+            if proto == 44:
+                if be16(data, s, o + l4 + 2) & 0xFFF8:
+                    initial = False
+                size = 8
+            else:
+                size = (np.int64(data[s, o + l4 + 1]) + 1) * 8
+            proto = np.int64(data[s, o + l4])
+            l4 += size
+        if proto == 0 or proto == 43 or proto == 60 or proto == 44 or not initial or l4 > end:
+            proto = -1
+    else:
+        return NOT_IP, -1, l3, 0, z, z, z, z, -1, -1
+    if l4 > end:
+        proto = -1
+    sport = -1
+    dport = -1
+    avail = end - l4
+    if proto == 6:
+        if avail < 20 or (data[s, o + l4 + 12] >> 4) * 4 < 20 or (data[s, o + l4 + 12] >> 4) * 4 > avail:
+            return MALFORMED, proto, l3, l4, src_hi, src_lo, dst_hi, dst_lo, -1, -1
+        sport, dport = be16(data, s, o + l4), be16(data, s, o + l4 + 2)
+    elif proto == 17:
+        if avail < 8:
+            return MALFORMED, proto, l3, l4, src_hi, src_lo, dst_hi, dst_lo, -1, -1
+        sport, dport = be16(data, s, o + l4), be16(data, s, o + l4 + 2)
+    return status, proto, l3, l4, src_hi, src_lo, dst_hi, dst_lo, sport, dport
