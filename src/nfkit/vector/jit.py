@@ -97,8 +97,12 @@ class Kernel:
     def run(self, pool: Any, slots: np.ndarray, python: bool = False) -> np.ndarray:
         """Run over ``slots`` of ``pool``; returns the keep mask."""
         keep = np.ones(len(slots), dtype=np.bool_)
-        fn = self.py_func if python else self.compiled
-        fn(pool.data, slots, pool.data_off, pool.data_len, keep, *self.extra)
+        if python or not HAVE_NUMBA:
+            # as Python: integer arithmetic wraps silently, as it does compiled
+            with np.errstate(over="ignore"):
+                self.py_func(pool.data, slots, pool.data_off, pool.data_len, keep, *self.extra)
+        else:
+            self.compiled(pool.data, slots, pool.data_off, pool.data_len, keep, *self.extra)
         return keep
 
     def __call__(self, *args: Any) -> Any:
