@@ -14,7 +14,8 @@ from doubles import ListRx, ListTx
 from nfkit import Mbuf, Poll
 from nfkit.packets import Ethernet, Ipv4, Ipv6, Tcp, Udp
 from nfkit.vector import BatchView
-from nfkit.vector.acl import MALFORMED_RULE, Acl, AclError, AclRule, packet_flow_key
+from nfkit.vector.acl import (MALFORMED_RULE, Acl, AclError, AclRule, acl_first_match,
+                              packet_flow_key)
 from nfkit.vector.jit import FLOW_IPV4, FLOW_IPV6, MALFORMED, NOT_IP, flow_key
 
 from test_vector_view import load, raw_batches
@@ -70,6 +71,14 @@ def test_acl_numpy_kernel_and_per_packet_agree(raws: list[bytes], acl: Acl) -> N
     assert acl.allows(BatchView(pool, slots)).tolist() == keep
     assert acl.kernel().run(pool, slots).tolist() == keep
     assert acl.kernel().run(pool, slots, python=True).tolist() == keep
+    # the kernels' rule lookup names the same rule, not just the same verdict
+    for s, m, w in zip(slots.tolist(), ms, want):
+        st_, pr, _, _, sh, sl, dh, dl, sp, dp = flow_key(pool.data, s, int(pool.data_off[s]),
+                                                          int(pool.data_len[s]))
+        if st_ in (FLOW_IPV4, FLOW_IPV6):
+            got_rule = acl_first_match(*acl.tables(), st_, pr, np.uint64(sh), np.uint64(sl),
+                                       np.uint64(dh), np.uint64(dl), sp, dp)
+            assert got_rule == w
 
 
 def test_first_match_wins_and_malformed_is_denied() -> None:
@@ -124,3 +133,34 @@ def test_acl_kernel_in_a_pipeline_counts_drops() -> None:
     assert [m.to_bytes() for m in tx.sent] == [udp, udp]
     assert p.stats.drop == 3
     Mbuf.free_bulk(tx.sent)
+
+
+def test_many_rules_span_several_bitmap_words() -> None:
+    import random
+    rnd = random.Random(3)
+    rules = []
+    for i in range(150):
+        dst = ipaddress.ip_network((rnd.getrandbits(32) & 0xFFFFFF00, rnd.choice([8, 16, 24])), strict=False)
+        rules.append(AclRule(i % 3 == 0, rnd.choice([(6,), (17,), None]), None, dst,
+                             None, (53, 53) if rnd.random() < 0.3 else None))
+    rules.append(AclRule(True, (17,)))
+    acl = Acl(rules)
+    assert acl.bitmaps.shape[1] == 3
+    frames = []
+    for i in range(300):
+        m = Mbuf.alloc()
+        u = m.push(Ethernet).push(Ipv4).push(Udp)
+        target = rules[rnd.randrange(150)].dst
+        u.envelope.dst = int(target.network_address) + rnd.randrange(target.num_addresses)
+        u.dst_port = rnd.choice([53, 80])
+        u.reconcile_all()
+        frames.append(m.to_bytes())
+        m.free()
+    from nfkit import Mempool
+    pool = Mempool(capacity=512)
+    ms = [Mbuf.from_bytes(f, pool) for f in frames]
+    slots = np.array([m.slot for m in ms])
+    want = [acl.match_packet(m) for m in ms]
+    assert acl.classify(BatchView(pool, slots)).tolist() == want
+    assert acl.kernel().run(pool, slots).tolist() == acl.verdicts(np.array(want)).tolist()
+    assert len(set(want)) > 50

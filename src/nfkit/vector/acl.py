@@ -131,6 +131,71 @@ class Acl:
                     self.ports[i, k:k + 2] = rng
             self.allow[i] = r.allow
 
+        self._compile_bitmaps()
+
+    def _compile_bitmaps(self) -> None:
+        """Per-field rule bitmaps for kernels (the bit-vector scheme of Lakshman and
+        Stiliadis): for each field, a table from the packet's value to the set of rules
+        that field lets match, as ``words`` uint64s; a packet's candidates are the AND of
+        its fields' sets, its rule the lowest bit.  Ports and protocols index tables
+        directly; addresses find their elementary interval by binary search over the
+        rules' prefix boundaries.  Cost per packet: ~2 x log2(2 x rules) probes, whatever
+        the number of rules, instead of a walk over all of them."""
+        n = len(self.rules)
+        words = max(1, (n + 63) // 64)
+
+        def bitmap(match: np.ndarray) -> np.ndarray:     # (..., n) bool -> (..., words) uint64
+            padded = np.zeros(match.shape[:-1] + (words * 64,), dtype=np.uint64)
+            padded[..., :n] = match
+            weights = np.uint64(1) << np.arange(64, dtype=np.uint64)
+            return (padded.reshape(match.shape[:-1] + (words, 64)) * weights).sum(axis=-1,
+                                                                                  dtype=np.uint64)
+
+        values = np.arange(-1, 256)[:, None]
+        ports = np.arange(-1, 65536)[:, None]
+        parts = [
+            bitmap(np.stack([(self.fam == 0) | (self.fam == 4), (self.fam == 0) | (self.fam == 6)])),
+            bitmap((self.proto[:, 0] == _ANY) | (self.proto[:, 0] == values)
+                   | (self.proto[:, 1] == values)),                           # [proto + 1]
+            bitmap((self.ports[:, 0] <= ports) & (ports <= self.ports[:, 1])),  # [sport + 1]
+            bitmap((self.ports[:, 2] <= ports) & (ports <= self.ports[:, 3])),  # [dport + 1]
+        ]
+        b_hi: list[np.ndarray] = []
+        b_lo: list[np.ndarray] = []
+        for fam, bits in ((4, 32), (6, 128)):
+            for net_of in (lambda r: r.src, lambda r: r.dst):
+                starts = {0}
+                ranges: list[tuple[int, int] | None] = []
+                for r in self.rules:
+                    net = net_of(r)
+                    if net is not None and net.version == fam:
+                        lo = int(net.network_address)
+                        hi = lo + net.num_addresses
+                        ranges.append((lo, hi))
+                        starts.add(lo)
+                        if hi < 1 << bits:
+                            starts.add(hi)
+                    else:
+                        ranges.append(None)
+                bounds = sorted(starts)
+                index = {x: j for j, x in enumerate(bounds)}
+                match = np.zeros((len(bounds), n), dtype=bool)
+                for j, rng in enumerate(ranges):
+                    if rng is None:
+                        match[:, j] = True
+                    else:
+                        match[index[rng[0]]:index.get(rng[1], len(bounds)), j] = True
+                b_hi.append(np.array([x >> 64 for x in bounds], dtype=np.uint64))
+                b_lo.append(np.array([x & 0xFFFFFFFFFFFFFFFF for x in bounds], dtype=np.uint64))
+                parts.append(bitmap(match))
+        # one bitmap table, one boundary table, and where each part starts: few arrays,
+        # so a kernel's per-packet call does not pay reference counting on many
+        rows = np.cumsum([0] + [len(p) for p in parts])
+        starts_b = np.cumsum([0] + [len(b) for b in b_hi])
+        self.bitmaps = np.ascontiguousarray(np.concatenate(parts))
+        self.bounds = np.ascontiguousarray(np.stack([np.concatenate(b_hi), np.concatenate(b_lo)]))
+        self.layout = np.concatenate([rows[:8], starts_b[:4], np.diff(starts_b)]).astype(np.int64)
+
     def __len__(self) -> int:
         return len(self.rules)
 
@@ -210,10 +275,10 @@ class Acl:
         return allow[matched]
 
     # -- inside kernels ----------------------------------------------------------------------
-    def tables(self) -> tuple[np.ndarray, ...]:
-        """The compiled rules as arrays, for :func:`acl_first_match` in a kernel.  They are
-        views of this ACL: rebuild (make a new Acl) to change the rules."""
-        return self.fam, self.proto, self.addr_val, self.addr_mask, self.ports
+    def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The compiled rules for :func:`acl_first_match` in a kernel: ``(bitmaps, bounds,
+        layout)``.  They are this ACL's own arrays: to change the rules, build a new Acl."""
+        return self.bitmaps, self.bounds, self.layout
 
     def kernel(self) -> Any:
         """A kernel that drops the packets this ACL denies (counted by the pipeline)."""
@@ -222,31 +287,46 @@ class Acl:
 
 
 @_jit
-def acl_first_match(fam: np.ndarray, proto: np.ndarray, addr_val: np.ndarray,
-                    addr_mask: np.ndarray, ports: np.ndarray, family: int, pr: int,
-                    src_hi: np.uint64, src_lo: np.uint64, dst_hi: np.uint64, dst_lo: np.uint64,
-                    sport: int, dport: int) -> int:
+def _interval(bounds: np.ndarray, start: int, count: int, hi: np.uint64, lo: np.uint64) -> int:
+    """Index (from ``start``) of the last of ``count`` sorted boundaries <= (hi, lo); the
+    first boundary is 0, so there is one."""
+    a, b = 0, count
+    while b - a > 1:
+        m = (a + b) >> 1
+        bh = bounds[0, start + m]
+        if bh < hi or (bh == hi and bounds[1, start + m] <= lo):
+            a = m
+        else:
+            b = m
+    return a
+
+
+@_jit
+def acl_first_match(bitmaps: np.ndarray, bounds: np.ndarray, layout: np.ndarray, family: int,
+                    pr: int, src_hi: np.uint64, src_lo: np.uint64, dst_hi: np.uint64,
+                    dst_lo: np.uint64, sport: int, dport: int) -> int:
     """The first rule (of :meth:`Acl.tables`) matching an IP packet's flow key, or -1."""
-    for i in range(fam.shape[0]):
-        if fam[i] != 0 and fam[i] != family:
-            continue
-        if proto[i, 0] != -1 and proto[i, 0] != pr and proto[i, 1] != pr:
-            continue
-        if ports[i, 2] > dport or dport > ports[i, 3] or ports[i, 0] > sport or sport > ports[i, 1]:
-            continue
-        if (src_lo & addr_mask[i, 1]) != addr_val[i, 1] or (dst_lo & addr_mask[i, 3]) != addr_val[i, 3]:
-            continue
-        if (src_hi & addr_mask[i, 0]) != addr_val[i, 0] or (dst_hi & addr_mask[i, 2]) != addr_val[i, 2]:
-            continue
-        return i
+    f = 0 if family == 4 else 1
+    si = _interval(bounds, layout[8 + 2 * f], layout[12 + 2 * f], src_hi, src_lo)
+    di = _interval(bounds, layout[9 + 2 * f], layout[13 + 2 * f], dst_hi, dst_lo)
+    r_fam, r_proto, r_sport, r_dport = layout[0] + f, layout[1] + pr + 1, layout[2] + sport + 1, \
+        layout[3] + dport + 1
+    r_src, r_dst = layout[4 + 2 * f] + si, layout[5 + 2 * f] + di
+    for w in range(bitmaps.shape[1]):
+        c = bitmaps[r_fam, w] & bitmaps[r_proto, w] & bitmaps[r_sport, w] & bitmaps[r_dport, w] \
+            & bitmaps[r_src, w] & bitmaps[r_dst, w]
+        if c != 0:
+            low = 0                                   # the lowest set bit
+            while (c >> np.uint64(low)) & np.uint64(1) == 0:
+                low += 1
+            return 64 * w + low
     return -1
 
 
 @kernel
-def ACL_FILTER(data, slots, data_off, data_len, keep, allow, fam, proto, addr_val, addr_mask,
-               ports):  # noqa: ANN001, N802
+def ACL_FILTER(data, slots, data_off, data_len, keep, allow, bitmaps, bounds, layout):  # noqa: ANN001, N802
     """Keep the packets the ACL allows (``allow``: per rule, then malformed, then default)."""
-    n_rules = fam.shape[0]
+    n_rules = allow.shape[0] - 2
     for i in range(slots.shape[0]):
         s = slots[i]
         status, pr, l3, l4, sh, sl, dh, dl, sp, dp = flow_key(data, s, data_off[s], data_len[s])
@@ -255,8 +335,8 @@ def ACL_FILTER(data, slots, data_off, data_len, keep, allow, fam, proto, addr_va
         elif status == NOT_IP:
             keep[i] = allow[n_rules + 1]
         else:
-            r = acl_first_match(fam, proto, addr_val, addr_mask, ports, status, pr, np.uint64(sh),
-                                np.uint64(sl), np.uint64(dh), np.uint64(dl), sp, dp)
+            r = acl_first_match(bitmaps, bounds, layout, status, pr, np.uint64(sh), np.uint64(sl),
+                                np.uint64(dh), np.uint64(dl), sp, dp)
             keep[i] = allow[r] if r >= 0 else allow[n_rules + 1]
 
 
