@@ -552,6 +552,39 @@ def check(job: Job) -> list[str]:
     return problems
 
 
+@kernel
+def nop_k(data, slots, data_off, data_len, keep):  # noqa: ANN001
+    pass
+
+
+def overhead(seconds: float) -> list[str]:
+    """Where a burst's time goes: the pipeline alone (receive, transmit, dispositions), with
+    an empty kernel, with an empty vector stage."""
+    rnd = random.Random(1)
+    frames = [_udp4(rnd) for _ in range(N_FRAMES)]
+
+    @nfkit.vectorized
+    def nop_v(b: Any) -> None:
+        return None
+
+    @nfkit.vectorized
+    def eth_only(b: Any) -> None:
+        b.eth.valid
+
+    lines = ["", "Fixed costs per burst (microseconds), the same pipeline with stages that do nothing:", "",
+             "| stage | batch 32 | batch 256 | batch 1024 |", "|---|---:|---:|---:|"]
+    for label, fn in (("empty kernel (receive + kernel call + transmit)", nop_k),
+                      ("empty vector stage (+ BatchView)", nop_v),
+                      ("vector stage reading one column (+ Ethernet classification)", eth_only)):
+        cells = []
+        for batch in BATCHES:
+            rt, q = _queue(batch, frames, False)
+            r = _pipeline_rate(nfkit.Poll(q).map(fn).send(q), seconds)
+            cells.append(f"{batch / r * 1e6:.1f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def run(quick: bool) -> list[str]:
     rnd = random.Random(7)
     seconds = 0.3 if quick else 1.0
@@ -594,6 +627,8 @@ def run(quick: bool) -> list[str]:
     for job in jobs:
         if job.note:
             lines.append(f"- {job.name}: {job.note}")
+    lines += overhead(seconds)
+    lines.append("")
     if problems:
         lines += ["", "**Output checks failed:** " + "; ".join(problems)]
     else:

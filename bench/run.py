@@ -15,10 +15,11 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from typing import Callable
 
 # Make `python bench/run.py` work from a checkout without installing.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import nfkit  # noqa: E402
 from nfkit import Mbuf, Mempool  # noqa: E402
@@ -182,237 +183,46 @@ def bench_per_packet(quick: bool) -> list[str]:
     return lines
 
 
-# -- the vector path (issue #4, in progress) ------------------------------------------------
+# -- other sections: the NF table, and the port/runtime benchmarks as their own scripts ------
 
-def _null_queue(batch: int, copy: bool) -> tuple[Any, Any]:
-    from nfkit.config import RuntimeConfig
-    from nfkit.runtime import Runtime
-    cfg = RuntimeConfig.from_toml_text(
-        f'app_name = "bench"\nmaster_core = 0\nbatch_size = {batch}\nlog_level = "error"\n'
-        f'[mempool]\ncapacity = 8191\n'
-        f'[[ports]]\nname = "p"\ndevice = "net_null0"\nargs = "copy={int(copy)}"\ncores = [0]\n')
-    rt = Runtime.build(cfg)
-    return rt, rt.port("p").queues[0]
+EXTRA_SCRIPTS = (          # script, what it needs, time limit (s)
+    ("af_packet.py", "root and veth pairs", 600),
+    ("dpdk.py", "DPDK 22.11 (apt: dpdk libdpdk-dev) and cffi", 600),
+    ("multicore.py", "two CPUs", 600),
+)
 
 
-def _pipeline_rate(pipeline: Any, seconds: float) -> float:
-    n = 0
-    for _ in range(3):            # warm up (numba compiles on first use)
-        pipeline.run_once()
-    t0 = time.perf_counter()
-    while True:
-        for _ in range(16):
-            n += pipeline.run_once()
-        dt = time.perf_counter() - t0
-        if dt >= seconds:
-            return n / dt
-
-
-def bench_vector(quick: bool) -> list[str]:
-    import numpy as np
-
-    import nfkit
-    from nfkit.vector import HAVE_NUMBA, kernel
-    from nfkit.vector.jit import csum_adjust
-
-    @kernel
-    def l2fwd_k(data, slots, data_off, data_len, keep):  # noqa: ANN001
-        for i in range(slots.shape[0]):
-            s = slots[i]
-            o = data_off[s]
-            for k in range(6):
-                t = data[s, o + k]
-                data[s, o + k] = data[s, o + 6 + k]
-                data[s, o + 6 + k] = t
-
-    @kernel
-    def ttl_k(data, slots, data_off, data_len, keep):  # noqa: ANN001
-        for i in range(slots.shape[0]):
-            s = slots[i]
-            o = data_off[s]
-            if data_len[s] < 34 or data[s, o + 12] != 8 or data[s, o + 13] != 0:
-                continue
-            ttl = data[s, o + 22]
-            if ttl <= 1:
-                keep[i] = False
-                continue
-            data[s, o + 22] = ttl - 1
-            csum_adjust(data, s, o + 24, -256)
-            for k in range(6):
-                t = data[s, o + k]
-                data[s, o + k] = data[s, o + 6 + k]
-                data[s, o + 6 + k] = t
-
-    @nfkit.vectorized
-    def l2fwd_v(b: Any) -> None:
-        b.eth.swap_addresses()
-
-    @nfkit.vectorized
-    def ttl_v(b: Any) -> Any:
-        b.eth.swap_addresses()
-        return b.decrement_ttl()
-
-    def l2fwd_p(m: Any) -> Any:
-        m.parse(Ethernet).swap_addresses()
-        return m
-
-    def ttl_p(m: Any) -> Any:
-        eth = m.parse(Ethernet)
-        if eth.parse(Ipv4).decrement_ttl() == 0:
-            return None
-        eth.swap_addresses()
-        return m
-
-    seconds = 0.3 if quick else 1.0
-    jobs = [
-        ("l2fwd (MAC swap)", False, [("vector (numpy)", "map", l2fwd_v), ("JIT kernel", "map", l2fwd_k),
-                                     ("per-packet", "map", l2fwd_p)]),
-        ("TTL - 1 + checksum + MAC swap", True, [("vector (numpy)", "map", ttl_v),
-                                                 ("JIT kernel", "map", ttl_k),
-                                                 ("per-packet", "filter_map", ttl_p)]),
-    ]
-    lines = [
-        "## Vector path (in progress, issue #4): whole bursts on an in-memory port",
-        "",
-        "Pipelines `Poll(q).map(stage).send(q)` on a `net_null` port: receive hands out a",
-        "burst of 64-byte Ethernet/IPv4/UDP frames, transmit frees them; one core, no I/O.",
-        "The l2fwd rows use `copy=0` (frames written into the buffers once); the TTL rows",
-        "refill every burst so TTLs do not run down.  Mpps, one run of "
-        f"{seconds:.1f}s each.  JIT kernels run {'with numba' if HAVE_NUMBA else 'as plain Python (numba not installed)'}.",
-        "",
-        "| job | stage | batch 32 | batch 256 | batch 1024 |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for job, copy, variants in jobs:
-        for label, kind, fn in variants:
-            cells = []
-            for batch in (32, 256, 1024):
-                rt, q = _null_queue(batch, copy)
-                b = getattr(nfkit.Poll(q), kind)(fn)
-                cells.append(f"{_pipeline_rate(b.send(q), seconds) / 1e6:.2f}")
-            lines.append(f"| {job} | {label} | " + " | ".join(cells) + " |")
-    lines += _router_rows(seconds)
-    lines += ["", "Targets (issue #4): l2fwd >= 20 Mpps at batch 256, router >= 10 Mpps, with vector",
-              ">= 50x dpkt.  JIT kernels reach the l2fwd target and come near the router one (the",
-              "router rows also pay for refilling 4096 varied frames every burst); the numpy",
-              "column path is far from both: each numpy call costs microseconds and a column",
-              "stage makes tens per burst.  Firewall, NAT64 and the dpkt/Scapy columns are to come.", ""]
-    print("\n".join(lines))
+def extra_sections(quick: bool) -> list[str]:
+    """Run each port/runtime benchmark script; a script that cannot run here says why."""
+    import tempfile
+    here = os.path.dirname(os.path.abspath(__file__))
+    lines: list[str] = []
+    for script, needs, limit in EXTRA_SCRIPTS:
+        path = os.path.join(here, script)
+        if not os.path.exists(path):
+            continue
+        with tempfile.NamedTemporaryFile("r", suffix=".md") as out:
+            cmd = [sys.executable, path, "--out", out.name] + (["--quick"] if quick else [])
+            print("==", " ".join(cmd), flush=True)
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
+                text = out.read()
+                if proc.returncode != 0 or not text.strip():
+                    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+                    text = (f"## {script}: not measured\n\n`{' '.join(cmd[1:])}` failed "
+                            f"(needs {needs}):\n\n```\n" + "\n".join(tail) + "\n```\n")
+            except subprocess.TimeoutExpired:
+                text = f"## {script}: not measured\n\nit ran past {limit} s.\n"
+        lines += ["", text.rstrip(), ""]
     return lines
-
-
-def _router_kernel() -> Any:
-    from nfkit.vector import kernel
-    from nfkit.vector.jit import csum_adjust
-    from nfkit.vector.lpm import lpm4_lookup
-
-    @kernel
-    def route_k(data, slots, data_off, data_len, keep, tbl24, tbl8, macs):  # noqa: ANN001
-        """IPv4 forwarding: LPM on the destination, TTL - 1 (checksum follows), the old
-        destination MAC becomes the source, the next hop's MAC the destination."""
-        for i in range(slots.shape[0]):
-            s = slots[i]
-            o = data_off[s]
-            if data_len[s] < 34 or data[s, o + 12] != 8 or data[s, o + 13] != 0 \
-                    or (data[s, o + 14] >> 4) != 4:
-                keep[i] = False
-                continue
-            dst = ((np.int64(data[s, o + 30]) << 24) | (np.int64(data[s, o + 31]) << 16)
-                   | (np.int64(data[s, o + 32]) << 8) | np.int64(data[s, o + 33]))
-            nh = lpm4_lookup(tbl24, tbl8, dst, -1)
-            ttl = data[s, o + 22]
-            if nh < 0 or ttl <= 1:
-                keep[i] = False
-                continue
-            data[s, o + 22] = ttl - 1
-            csum_adjust(data, s, o + 24, -256)
-            m = macs[nh]
-            for k in range(6):
-                data[s, o + 6 + k] = data[s, o + k]
-                data[s, o + k] = (m >> np.uint64(40 - 8 * k)) & np.uint64(0xFF)
-
-    return route_k
-
-
-import numpy as np  # noqa: E402  (used by the kernel above)
-
-ROUTER_KERNEL = _router_kernel()
-
-
-def _router_rows(seconds: float) -> list[str]:
-    """IPv4 router: LPM over 10,000 routes, TTL - 1 with checksum, next-hop MAC."""
-    import random
-
-    import numpy as np
-
-    import nfkit
-    try:
-        from nfkit.vector.lpm import Lpm4
-    except ImportError:
-        return ["| IPv4 router (LPM) | - | not measured: nfkit.vector.lpm is missing | | |"]
-
-    rnd = random.Random(7)
-    lpm = Lpm4(max_tbl8_groups=4096)
-    routes = set()
-    while len(routes) < 10_000:
-        length = rnd.choice([8, 12, 16, 16, 20, 24, 24, 24, 28, 32])
-        net = rnd.getrandbits(32) & ((0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF)
-        routes.add((net, length))
-    for net, length in routes:
-        lpm.add(f"{(net >> 24) & 255}.{(net >> 16) & 255}.{(net >> 8) & 255}.{net & 255}/{length}",
-                rnd.randrange(16))
-    lpm.add("0.0.0.0/0", 0)
-    macs = np.array([0x020000000100 + i for i in range(16)], dtype=np.uint64)
-    # 4096 frames to varied destinations, received in turn
-    pool = Mempool(capacity=1)
-    frames = []
-    for i in range(4096):
-        m = Mbuf.alloc(pool)
-        u = m.push(Ethernet).push(Ipv4).push(Udp)
-        u.envelope.dst = rnd.getrandbits(32)
-        u.set_payload(bytes(18))
-        u.reconcile_all()
-        frames.append(m.to_bytes())
-        m.free()
-
-    @nfkit.vectorized
-    def route_v(b: Any) -> Any:
-        nh = lpm.lookup(b.ipv4.dst)
-        keep = b.decrement_ttl() & b.ipv4.valid & (nh >= 0)
-        b.eth.src = b.eth.dst
-        b.eth.dst = macs[np.maximum(nh, 0)]
-        return keep
-
-    mac_objs = [nfkit.MacAddr(int(x)) for x in macs]
-    tbl24, tbl8 = lpm.tables()
-    route_k = ROUTER_KERNEL.bind(tbl24, tbl8, macs)
-
-    def route_p(m: Any) -> Any:
-        eth = m.parse(Ethernet)
-        ip = eth.parse(Ipv4)
-        nh = lpm.lookup_one(int(ip.dst))
-        if nh < 0 or ip.decrement_ttl() == 0:
-            return None
-        eth.src = eth.dst
-        eth.dst = mac_objs[nh]
-        return m
-
-    rows = []
-    for label, kind, fn in (("vector (numpy)", "map", route_v), ("JIT kernel", "map", route_k),
-                            ("per-packet", "filter_map", route_p)):
-        cells = []
-        for batch in (32, 256, 1024):
-            rt, q = _null_queue(batch, True)
-            q.set_frames(frames)
-            cells.append(f"{_pipeline_rate(getattr(nfkit.Poll(q), kind)(fn).send(q), seconds) / 1e6:.2f}")
-        rows.append(f"| IPv4 router (LPM, 10k routes) + TTL + MACs | {label} | " + " | ".join(cells) + " |")
-    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", help="write the Markdown report here (e.g. docs/benchmarks.md)")
     ap.add_argument("--quick", action="store_true", help="fewer packets and repeats")
+    ap.add_argument("--only-core", action="store_true",
+                    help="only the in-memory sections (skip AF_PACKET, DPDK, multi-core)")
     args = ap.parse_args()
     started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     try:
@@ -420,7 +230,10 @@ def main() -> None:
                                 text=True, check=False).stdout.strip() or "unknown"
     except OSError:
         commit = "unknown"
-    sections = bench_per_packet(args.quick) + bench_vector(args.quick)
+    import nf_table
+    sections = bench_per_packet(args.quick) + nf_table.run(args.quick)
+    if not args.only_core:
+        sections += extra_sections(args.quick)
     if args.out:
         header = [
             "# Benchmarks",

@@ -101,7 +101,7 @@ def test_router_kernel_equals_vector_router() -> None:
     from nfkit.vector import BatchView
     from nfkit.vector.lpm import Lpm4
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    from run import ROUTER_KERNEL
+    from nf_table import route_k as ROUTER_KERNEL
 
     rnd = random.Random(3)
     lpm = Lpm4(max_tbl8_groups=64)

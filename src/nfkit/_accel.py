@@ -20,7 +20,7 @@ except ImportError:
     numba = None
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "alloc_slots", "free_slots", "sum_lengths"]
+__all__ = ["AVAILABLE", "alloc_slots", "free_slots", "sum_lengths", "fill_rows"]
 
 if AVAILABLE:
     @numba.njit(cache=True, nogil=True)
@@ -57,6 +57,21 @@ if AVAILABLE:
             refcnt[s] = 0
             free[top + i] = s
         return top + n
+
+    @numba.njit(cache=True, nogil=True)
+    def fill_rows(data, slots, start, frames, first):  # pragma: no cover
+        """Copy ``frames[(first + i) % len(frames)]`` to ``data[slots[i], start:]``; returns
+        the next frame index (what ``data[slots, a:b] = frames[idx]`` does, in one pass)."""
+        nf, width = frames.shape
+        j = first
+        for i in range(slots.shape[0]):
+            s = slots[i]
+            for k in range(width):
+                data[s, start + k] = frames[j, k]
+            j += 1
+            if j == nf:
+                j = 0
+        return j
 
     @numba.njit(cache=True, nogil=True)
     def sum_lengths(data_len, slots):  # pragma: no cover

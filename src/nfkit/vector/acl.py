@@ -230,7 +230,6 @@ class Acl:
     def classify(self, b: Any) -> np.ndarray:
         """The matching rule of every packet of the :class:`~nfkit.vector.BatchView` ``b``:
         its index, :data:`NO_MATCH` or :data:`MALFORMED_RULE`."""
-        n = b.n
         v4, v6 = b.ipv4_valid, b.ipv6_valid
         et = b.ether_type
         proto = b.l4_proto
