@@ -152,18 +152,9 @@ def job_parse(rnd: random.Random) -> Job:
 
 # -- 2. l2fwd ---------------------------------------------------------------------------------
 
-@kernel
-def l2fwd_k(data, slots, data_off, data_len, keep):  # noqa: ANN001
-    for i in range(slots.shape[0]):
-        s = slots[i]
-        o = data_off[s]
-        for k in range(6):
-            t = data[s, o + k]
-            data[s, o + k] = data[s, o + 6 + k]
-            data[s, o + 6 + k] = t
-
-
 def job_l2fwd(rnd: random.Random) -> Job:
+    l2fwd_k = _load_example("l2fwd", "l2fwd.py").swap_kernel
+
     @nfkit.vectorized
     def l2fwd_v(b: Any) -> None:
         b.eth.swap_addresses()
@@ -391,17 +382,18 @@ def _reframe(raw: bytes) -> bytes:
 
 # -- 5. NAT64 ---------------------------------------------------------------------------------
 
-def _load_nat64() -> Any:
+def _load_example(name: str, file: str) -> Any:
+    """An example app's module (examples/<name>/<file>)."""
     import importlib.util
-    path = Path(__file__).resolve().parents[1] / "examples" / "nat64" / "nat64.py"
-    spec = importlib.util.spec_from_file_location("nat64_example", path)
+    path = Path(__file__).resolve().parents[1] / "examples" / name / file
+    spec = importlib.util.spec_from_file_location(f"{name}_example", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)        # type: ignore[union-attr]
     return mod
 
 
 def job_nat64(rnd: random.Random) -> Job:
-    nat64 = _load_nat64()
+    nat64 = _load_example("nat64", "nat64.py")
     clients = [ipaddress.IPv6Address(0x20010DB8 << 96 | rnd.getrandbits(64)) for _ in range(256)]
 
     def build(m: Mbuf) -> Any:

@@ -14,6 +14,8 @@ from nfkit import Mbuf, Mempool, NfkitError
 from nfkit.packets import Ethernet, Ipv4, Ipv6, Tcp
 from nfkit.testing import packet, sr_tcp, v4_tcp, v4_udp, v6_tcp, v6_udp
 
+from test_vector_view import mangled
+
 SPEC = importlib.util.spec_from_file_location(
     "nat64_example", Path(__file__).parents[1] / "examples" / "nat64" / "nat64.py")
 nat64 = importlib.util.module_from_spec(SPEC)
@@ -21,23 +23,6 @@ SPEC.loader.exec_module(nat64)
 
 CLIENTS = st.sampled_from(["2001:db8::1", "2001:db8::2", "2001:db8:ffff::1234:5678", "fe80::1"])
 V6_DST = st.sampled_from(["64:ff9b::c633:6407", "64:ff9b::a00:1", "64:ff9b:1::1", "2001:db8::80"])
-
-
-@st.composite
-def mangled(draw: Any, strategy: Any) -> bytes:
-    """A frame from ``strategy``, maybe VLAN-tagged, padded or cut."""
-    m = draw(strategy)
-    eth = m.parse(Ethernet)
-    for _ in range(draw(st.integers(0, 2))):
-        eth.push_vlan(draw(st.integers(0, 4095)))
-    raw = m.to_bytes()
-    m.free()
-    how = draw(st.sampled_from(["whole", "whole", "whole", "padded", "cut"]))
-    if how == "padded":
-        raw += bytes(draw(st.integers(1, 20)))
-    elif how == "cut":
-        raw = raw[:draw(st.integers(0, len(raw)))]
-    return raw
 
 
 SIX = st.one_of(v6_tcp(ipv6_src=CLIENTS, ipv6_dst=V6_DST, ipv6_hop_limit=st.integers(0, 3) | st.just(64),

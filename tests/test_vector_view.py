@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 
 from nfkit import Mbuf, Mempool, Poll, vectorized
@@ -17,29 +18,43 @@ from nfkit.vector import BatchView
 
 from doubles import ListRx, ListTx
 
+@pytest.fixture(scope="module", autouse=True, params=["compiled", "numpy"])
+def classification(request: pytest.FixtureRequest) -> Any:
+    """Every test here runs with the compiled burst classification and the numpy one."""
+    from nfkit.vector import _classify, view
+    if request.param == "compiled" and not _classify.AVAILABLE:
+        pytest.skip("numba is not installed: no compiled classification")
+    old = view.COMPILED
+    view.COMPILED = request.param == "compiled"
+    yield request.param
+    view.COMPILED = old
+
+
 ONE = st.one_of(v4_udp(payload=st.binary(max_size=20)), v4_tcp(), v6_udp(), v6_tcp(), sr_tcp(),
                 v4_icmp(), v6_icmp(), packet(Ethernet, Arp), packet(Ethernet, Ipv6, Fragment, Udp),
                 packet(Ethernet, Ipv4, Udp, payload=b"x" * 30))
 
 
 @st.composite
-def raw_batches(draw: Any) -> list[bytes]:
-    """Frames: valid packets, some VLAN-tagged, some with Ethernet padding, some cut."""
-    out = []
-    for _ in range(draw(st.integers(1, 24))):
-        m = draw(ONE)
-        eth = m.parse(Ethernet)
-        for _ in range(draw(st.integers(0, 2))):
-            eth.push_vlan(draw(st.integers(0, 4095)))
-        raw = m.to_bytes()
-        m.free()
-        how = draw(st.sampled_from(["whole", "whole", "whole", "padded", "cut"]))
-        if how == "padded":
-            raw += bytes(draw(st.integers(1, 20)))
-        elif how == "cut":
-            raw = raw[:draw(st.integers(0, len(raw)))]
-        out.append(raw)
-    return out
+def mangled(draw: Any, packets: Any) -> bytes:
+    """A frame from the Mbuf strategy ``packets``: maybe VLAN-tagged, padded or cut."""
+    m = draw(packets)
+    eth = m.parse(Ethernet)
+    for _ in range(draw(st.integers(0, 2))):
+        eth.push_vlan(draw(st.integers(0, 4095)))
+    raw = m.to_bytes()
+    m.free()
+    how = draw(st.sampled_from(["whole", "whole", "whole", "padded", "cut"]))
+    if how == "padded":
+        raw += bytes(draw(st.integers(1, 20)))
+    elif how == "cut":
+        raw = raw[:draw(st.integers(0, len(raw)))]
+    return raw
+
+
+def raw_batches() -> Any:
+    """Bursts of frames: valid packets, some VLAN-tagged, some with Ethernet padding, some cut."""
+    return st.lists(mangled(ONE), min_size=1, max_size=24)
 
 
 def load(raws: list[bytes]) -> tuple[Mempool, np.ndarray, list[Mbuf]]:

@@ -120,34 +120,35 @@ def _put64(data: np.ndarray, s: int, pos: int, v: np.uint64) -> None:
 
 
 @_jit
-def _bind(keys: np.ndarray, ports: np.ndarray, rev: np.ndarray, next_port: np.ndarray,
-          hi: np.uint64, lo: np.uint64, sport: int) -> int:
+def _bind(table: np.ndarray, rev: np.ndarray, hi: np.uint64, lo: np.uint64, sport: int) -> int:
     """The gateway port bound to (address, port), allocating the next one if new; -1 when
-    the ports are used up.  Open addressing, linear probing; slot value 0 = empty."""
-    mask = keys.shape[0] - 1
+    the ports are used up.  ``table`` rows are (address hi, lo, port, gateway port), 0 in
+    the last column = empty (one cache line per probe); open addressing, linear probing.
+    ``rev[port]`` is the client a gateway port is bound to; ``rev[0, 0]`` the next port."""
+    mask = table.shape[0] - 1
     h = (hi * np.uint64(0x9E3779B97F4A7C15)) ^ (lo * np.uint64(0xC2B2AE3D27D4EB4F)) \
         ^ np.uint64(sport * 0x165667B1)
     h ^= h >> np.uint64(31)
     i = np.int64(h & np.uint64(mask))
+    sp = np.uint64(sport)
     while True:
-        p = ports[i]
+        p = table[i, 3]
         if p == 0:
             break
-        if keys[i, 0] == hi and keys[i, 1] == lo and keys[i, 2] == np.uint64(sport):
-            return p
+        if table[i, 0] == hi and table[i, 1] == lo and table[i, 2] == sp:
+            return np.int64(p)
         i = (i + 1) & mask
-    p = next_port[0]
-    if p > 65535:
+    nxt = np.int64(rev[0, 0])
+    if nxt > 65535:
         return -1
-    next_port[0] = p + 1
-    keys[i, 0], keys[i, 1], keys[i, 2] = hi, lo, np.uint64(sport)
-    ports[i] = p
-    rev[p, 0], rev[p, 1], rev[p, 2], rev[p, 3] = hi, lo, np.uint64(sport), np.uint64(1)
-    return p
+    rev[0, 0] = np.uint64(nxt + 1)
+    table[i, 0], table[i, 1], table[i, 2], table[i, 3] = hi, lo, sp, np.uint64(nxt)
+    rev[nxt, 0], rev[nxt, 1], rev[nxt, 2], rev[nxt, 3] = hi, lo, sp, np.uint64(1)
+    return nxt
 
 
 @kernel
-def six_to_four_k(data, slots, data_off, data_len, keep, keys, ports, rev, next_port):  # noqa: ANN001
+def six_to_four_k(data, slots, data_off, data_len, keep, table, rev):  # noqa: ANN001
     """IPv6/TCP to 64:ff9b::a.b.c.d -> IPv4/TCP from the gateway, in place."""
     for i in range(slots.shape[0]):
         s = slots[i]
@@ -158,7 +159,7 @@ def six_to_four_k(data, slots, data_off, data_len, keep, keys, ports, rev, next_
                 or dh != np.uint64(PREFIX_HI) or (dl >> np.uint64(32)) != np.uint64(0):
             keep[i] = False
             continue
-        port = _bind(keys, ports, rev, next_port, sh, sl, sp)
+        port = _bind(table, rev, sh, sl, sp)
         if port < 0:
             keep[i] = False
             continue
@@ -201,7 +202,7 @@ def six_to_four_k(data, slots, data_off, data_len, keep, keys, ports, rev, next_
 
 
 @kernel
-def four_to_six_k(data, slots, data_off, data_len, keep, keys, ports, rev, next_port):  # noqa: ANN001
+def four_to_six_k(data, slots, data_off, data_len, keep, table, rev):  # noqa: ANN001
     """IPv4/TCP to a bound gateway port -> IPv6/TCP to the client, in place."""
     for i in range(slots.shape[0]):
         s = slots[i]
@@ -250,16 +251,15 @@ class KernelNat64:
     """The bindings in flat arrays, shared by the two translation kernels."""
 
     def __init__(self, first_port: int = 1025) -> None:
-        self.keys = np.zeros((SLOTS, 3), dtype=np.uint64)      # client (addr hi, lo, port)
-        self.ports = np.zeros(SLOTS, dtype=np.int64)           # its gateway port; 0: empty
-        self.rev = np.zeros((65536, 4), dtype=np.uint64)       # gateway port -> client, bound
-        self.next_port = np.array([first_port], dtype=np.int64)
-        arrays = (self.keys, self.ports, self.rev, self.next_port)
-        self.six_to_four = six_to_four_k.bind(*arrays)
-        self.four_to_six = four_to_six_k.bind(*arrays)
+        self.table = np.zeros((SLOTS, 4), dtype=np.uint64)     # client addr hi, lo, port -> gw port
+        self.rev = np.zeros((65536, 4), dtype=np.uint64)       # gw port -> client addr, port, bound
+        self.rev[0, 0] = first_port                             # (port 0 is never bound: next port)
+        self.first_port = first_port
+        self.six_to_four = six_to_four_k.bind(self.table, self.rev)
+        self.four_to_six = four_to_six_k.bind(self.table, self.rev)
 
     def __len__(self) -> int:
-        return int(self.next_port[0]) - 1025
+        return int(self.rev[0, 0]) - self.first_port
 
 
 def main(runtime: nfkit.Runtime) -> None:

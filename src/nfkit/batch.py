@@ -164,11 +164,13 @@ def _as_slots(items: Any, ctx: "_Run", label: str) -> SlotBatch | None:
 class _Run:
     """Per-``run_once`` bookkeeping shared by the stages."""
 
-    __slots__ = ("pipeline", "to_free", "emitted", "dropped", "aborted", "finished")
+    __slots__ = ("pipeline", "to_free", "slots_to_free", "emitted", "dropped", "aborted", "finished")
 
     def __init__(self, pipeline: "Pipeline", record: bool) -> None:
         self.pipeline = pipeline
         self.to_free: list[Mbuf] = []
+        #: dropped slots of vector stages, freed in bulk (no Mbuf objects)
+        self.slots_to_free: list[SlotBatch] = []
         self.emitted = 0
         self.dropped = 0
         self.aborted = 0
@@ -201,10 +203,12 @@ class _Run:
         gone = batch.slots[mask]
         if len(gone):
             self.dropped += len(gone)
-            dropped = SlotBatch(batch.pool, gone).mbufs()
-            self.to_free.extend(dropped)
-            if self.finished is not None:
+            if self.finished is not None:       # inspect stages see the packets
+                dropped = SlotBatch(batch.pool, gone).mbufs()
+                self.to_free.extend(dropped)
                 self.finished.extend((Disposition.DROP, m) for m in dropped)
+            else:
+                self.slots_to_free.append(SlotBatch(batch.pool, gone))
 
     def abort_all(self, batch: SlotBatch, exc: BaseException, stage: str) -> None:
         mbufs = batch.mbufs()
@@ -669,6 +673,8 @@ class Pipeline:
                 self.tx.transmit(out)
         if ctx.to_free:
             Mbuf.free_bulk(ctx.to_free)
+        for gone in ctx.slots_to_free:
+            gone.pool.free_slots(gone.slots)
         st.emit += ctx.emitted
         st.drop += ctx.dropped
         st.abort += ctx.aborted

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import _accel
+
 from ..buffers import Mbuf, Mempool
 from .base import Port, PortError, PortQueue, not_applicable, register_driver
 
@@ -63,23 +65,41 @@ class NullQueue(PortQueue):
         slots = pool.alloc_slots(k)
         if self.frames is not None:
             h = pool.headroom
-            idx = (self._next_frame + np.arange(k)) % len(self.frames)
-            self._next_frame = int(idx[-1]) + 1
-            pool.data[slots, h:h + n] = self.frames[idx]
+            if _accel.AVAILABLE:
+                self._next_frame = _accel.fill_rows(pool.data, slots, h, self.frames, self._next_frame)
+            else:
+                idx = (self._next_frame + np.arange(k)) % len(self.frames)
+                self._next_frame = int(idx[-1] + 1) % len(self.frames)
+                pool.data[slots, h:h + n] = self.frames[idx]
         elif self.copy:
             h = pool.headroom
             pool.data[slots, h:h + n] = self.frame
         pool.data_len[slots] = n
         return slots
 
-    def set_frames(self, frames: list[bytes]) -> None:
+    def set_frames(self, frames: list[bytes], refill: bool = True) -> None:
         """Receive these frames (all of one length) in turn instead of the one template:
-        for benchmarks that need varied headers (e.g. destinations for a router)."""
+        for benchmarks that need varied headers (e.g. destinations for a router).
+
+        ``refill=True`` copies each burst's frames into its buffers on receive (what an NF
+        that rewrites packets needs: every burst starts fresh).  ``refill=False`` writes
+        the frames into every buffer of the pool once, now (buffer ``i`` gets frame
+        ``i mod len(frames)``), and receive then only sets lengths, like ``copy=0``: for
+        jobs that read packets or change them reversibly (a MAC swap)."""
         if not frames or len({len(f) for f in frames}) != 1:
             raise ValueError("set_frames needs a non-empty list of frames of one length")
-        self.frames = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(frames), -1)
-        self.frame = self.frames[0]
+        arr = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(frames), -1)
+        self.frame = arr[0]
         self._next_frame = 0
+        if refill:
+            self.frames = arr
+            return
+        self.frames = None
+        self.copy = False
+        pool = self.pool
+        h = pool.headroom
+        rows = np.arange(pool.capacity) % len(arr)
+        pool.data[:, h:h + arr.shape[1]] = arr[rows]
 
     def _rx(self, max_packets: int) -> list[Mbuf]:
         pool = self.pool
@@ -111,7 +131,8 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
     frame = b"" if size == 0 or opts.get("no-rx") in ("1", "true") else udp_template(size)
     copy = opts.get("copy", "1") not in ("0", "false", "no")
     for i, core in enumerate(cfg.cores):
-        port.queues[core] = NullQueue(port, core, i, frame, copy)
+        if port.serves(core):
+            port.queues[core] = NullQueue(port, core, i, frame, copy)
 
 
 register_driver(r"net_null\d+", "null", _open)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..buffers import Mempool
+from . import _classify
 from ..packets import Ethernet, Icmpv4, Icmpv6, Ipv4, Ipv6, Tcp, Udp
 from ..packets.base import Packet
 from ..packets.fields import Field
@@ -42,6 +43,8 @@ _L4_ATTRS = frozenset({"l4", "l4_proto", "ipv6_routing", "tcp_valid", "udp_valid
                        "icmpv6_valid"})
 MAX_VLAN_TAGS = 4
 MAX_IPV6_EXT = 8
+#: classify bursts in one compiled pass when numba is there (False: the numpy version)
+COMPILED = True
 
 
 class BatchView:
@@ -52,10 +55,19 @@ class BatchView:
         self.slots = s = np.asarray(slots, dtype=np.int64)
         self.n = len(s)
         self.flat = pool.data.reshape(-1)
+        self._cols: dict[str, HeaderColumns] = {}
+        if COMPILED and _classify.AVAILABLE:
+            # one compiled pass instead of tens of numpy calls (same results)
+            (self.base, self.length, self.eth_valid, self.ether_type_off, self.ether_type,
+             self.l3, self.ipv4_valid, self.ipv6_valid, self.l3_end, self._ihl, self._v4_fo,
+             self.l4, self.l4_proto, self.ipv6_routing, self.tcp_valid, self.udp_valid,
+             self.icmpv4_valid, self.icmpv6_valid) = _classify.classify(
+                pool.data, s, pool.data_off, pool.data_len, pool.stride)
+            self._l3_done = self._l4_done = True
+            return
         self.base = s * pool.stride + pool.data_off[s].astype(np.int64)
         self.length = pool.data_len[s].astype(np.int64)
         self._classify()
-        self._cols: dict[str, HeaderColumns] = {}
 
     # -- raw access -------------------------------------------------------------------
     def gather(self, pos: np.ndarray, width: int) -> np.ndarray:
