@@ -14,7 +14,7 @@ $(PY):
 
 # Reinstall when the project metadata changes.
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,bench,dpdk]'
 	touch $(STAMP)
 
 venv: $(STAMP)

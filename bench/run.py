@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import nfkit  # noqa: E402
+from _machine import machine  # noqa: E402
 from nfkit import Mbuf, Mempool  # noqa: E402
 from nfkit.packets import Ethernet, Ipv4, Udp  # noqa: E402
 
@@ -99,20 +99,6 @@ def rate(fn: Callable[[], object], n: int, repeat: int, min_time: float = 0.3,
             loops += 1
         rates.append(n * loops / spent)
     return statistics.median(rates)
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
 
 
 def versions() -> str:
@@ -202,7 +188,7 @@ def extra_sections(quick: bool) -> list[str]:
         if not os.path.exists(path):
             continue
         with tempfile.NamedTemporaryFile("r", suffix=".md") as out:
-            cmd = [sys.executable, path, "--out", out.name] + (["--quick"] if quick else [])
+            cmd = [sys.executable, path, "--out", out.name]
             print("==", " ".join(cmd), flush=True)
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)

@@ -9,7 +9,7 @@ import pytest
 from nfkit import Mbuf, Mempool
 from nfkit.batch import Disposition, Poll, RateLimitedLog, poll_fn, splice
 from doubles import ListRx, ListTx
-from nfkit.packets import EchoReply, EchoRequest, Ethernet, EtherType, Ipv4, Ipv6, Tcp, Udp
+from nfkit.packets import EchoReply, EchoRequest, Ethernet, EtherType, Ipv4, Ipv6, Udp
 
 
 def udp4(pool: Mempool, dport: int = 53) -> Mbuf:

@@ -366,7 +366,8 @@ def test_error_unknown_mempool_and_top_level_fields() -> None:
         "app.toml: unknown field 'size' in mempool (known fields: capacity, cache_size)",
         "app.toml: unknown field 'duraton' at the top level (known fields: app_name, "
         "secondary, app_group, master_core, cores, mempool, ports, dpdk_args, duration, "
-        "batch_size, log_level, stop_when_drained)",
+        "batch_size, log_level, stop_when_drained, backend, pcap_dump, pcap_dump_dir, metrics, "
+        "workers)",
     ]
 
 
@@ -591,10 +592,25 @@ duration = 5
 batch_size = 32
 log_level = "info"
 stop_when_drained = false
+backend = "auto"
+pcap_dump = false
 
 [mempool]
 capacity = 65535
 cache_size = 256
+
+[metrics]
+interval = 0.5
+
+[workers]
+mode = "auto"
+busy_poll = false
+idle_sleep = 0.0005
+idle_polls = 16
+restart = "never"
+max_restarts = 3
+stop_timeout = 5.0
+start_timeout = 60.0
 
 [[ports]]
 name = "eth1"
@@ -656,3 +672,42 @@ def test_errors_pickle() -> None:
     missing = PortNotFound("eth9", ["eth1"])
     copy = pickle.loads(pickle.dumps(missing))
     assert (copy.name, copy.known, str(copy)) == ("eth9", ["eth1"], str(missing))
+
+
+# --------------------------------------------------------------------------------------------
+# nfkit's multi-core keys: [metrics], [workers], pcap_dump
+# --------------------------------------------------------------------------------------------
+
+def test_metrics_and_workers_tables_load_and_round_trip() -> None:
+    cfg = load(MINIMAL + 'ports = []\npcap_dump = true\npcap_dump_dir = "caps"\n'
+               '[metrics]\nlisten = "127.0.0.1:9100"\ninterval = 1\n'
+               '[workers]\nmode = "processes"\nbusy_poll = true\nidle_sleep = 0\n'
+               'restart = "on-failure"\nmax_restarts = 2\nstop_timeout = 2.5\n')
+    assert cfg.pcap_dump and cfg.pcap_dump_dir == "caps"
+    assert cfg.metrics.address() == ("127.0.0.1", 9100) and cfg.metrics.interval == 1.0
+    w = cfg.workers
+    assert (w.mode, w.busy_poll, w.idle_sleep, w.restart, w.max_restarts, w.stop_timeout) == (
+        "processes", True, 0.0, "on-failure", 2, 2.5)
+    assert load(cfg.dump()) == cfg
+    assert load(cfg.dump(exclude_defaults=True)) == cfg
+    assert load(MINIMAL + 'ports = []\n[metrics]\nlisten = "[::1]:9100"\n').metrics.address() == (
+        "::1", 9100)
+
+
+def test_metrics_and_workers_errors_name_file_field_and_expected() -> None:
+    error = errors_of(MINIMAL + 'ports = []\npcap_dump = "yes"\n'
+                      '[metrics]\nlisten = "localhost"\ninterval = 0\n'
+                      '[workers]\nmode = "threads"\nidle_sleep = -1\nrestart = "always"\n'
+                      'colour = 1\n')
+    assert str(error).splitlines() == [
+        'app.toml: pcap_dump: expected a boolean, got "yes"',
+        'app.toml: metrics.listen: expected host:port (e.g. "127.0.0.1:9100"), got "localhost"',
+        "app.toml: metrics.interval: expected a number of seconds (> 0, at most 60), got 0",
+        'app.toml: workers.mode: expected one of "auto", "processes", "single", got "threads"',
+        "app.toml: workers.idle_sleep: expected a number of seconds from 0 to 1, got -1",
+        'app.toml: workers.restart: expected one of "never", "on-failure", got "always"',
+        "app.toml: unknown field 'colour' in workers (known fields: mode, busy_poll, idle_sleep, "
+        "idle_polls, restart, max_restarts, stop_timeout, start_timeout)",
+    ]
+    assert errors_of(MINIMAL + 'ports = []\n[metrics]\nlisten = "h:70000"\n').errors == [
+        ("metrics.listen", 'expected host:port (e.g. "127.0.0.1:9100"), got "h:70000"')]

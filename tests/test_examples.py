@@ -90,7 +90,7 @@ def test_pktdump_prints_and_forwards(tmp_path: Path) -> None:
     assert len(rdpcap(str(tmp_path / "pktdump" / "out6.pcap"))) == 10
 
 
-@pytest.mark.parametrize("variant", ["vector", "per-packet"])
+@pytest.mark.parametrize("variant", ["kernel", "vector", "per-packet"])
 def test_l2fwd_swaps_macs(tmp_path: Path, variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NFKIT_L2FWD", variant)
     run_example(tmp_path, "l2fwd", "l2fwd.py", "l2fwd.toml")

@@ -64,14 +64,11 @@ def _status_line(runtime: Any, stop: threading.Event, console: Any) -> None:
     last = None
     last_t = time.monotonic()
     while not stop.wait(1.0):
-        rx = tx = dropped = 0
-        for p in runtime.ports.values():
-            c = p.counters()
-            rx += c.rx_packets
-            tx += c.tx_packets
-            dropped += c.rx_dropped + c.tx_dropped
-        for pl in runtime.pipelines:
-            dropped += pl.stats.drop + pl.stats.abort
+        snap = runtime.metrics.snapshot()      # every core's counters, workers' included
+        rx, tx = snap.total("rx_packets"), snap.total("tx_packets")
+        dropped = snap.total("rx_dropped") + snap.total("tx_dropped")
+        for st in snap.pipelines.values():
+            dropped += st["drop"] + st["abort"]
         now = time.monotonic()
         if last is not None:
             dt = now - last_t
@@ -83,7 +80,7 @@ def _status_line(runtime: Any, stop: threading.Event, console: Any) -> None:
 
 def run_app(app: str | Path | Callable[[Any], Any], config: str | Path, *,
             duration: int | None = None, log_level: str | None = None,
-            status: bool | None = None) -> Any:
+            status: bool | None = None, pcap_dump: bool | None = None) -> Any:
     """Build the runtime from ``config``, let the app add its pipelines, execute.
 
     Returns the :class:`~nfkit.runtime.RunResult`.
@@ -96,6 +93,8 @@ def run_app(app: str | Path | Callable[[Any], Any], config: str | Path, *,
         cfg.duration = duration or None
     if log_level is not None:
         cfg.log_level = log_level
+    if pcap_dump is not None:
+        cfg.pcap_dump = pcap_dump
     entry = load_app(app) if not callable(app) else app
     runtime = Runtime.build(cfg)
     try:
@@ -132,11 +131,15 @@ def main() -> None:
 @click.option("-d", "--duration", type=int, help="stop after this many seconds (overrides the config)")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), help="overrides the config's log_level")
 @click.option("--status/--no-status", default=None, help="live packet rates (default: on a terminal)")
-def run(app: str, config: str, duration: int | None, log_level: str | None, status: bool | None) -> None:
+@click.option("--pcap-dump", "pcap_dump", is_flag=True, default=None,
+              help="capture every port queue's rx and tx to port-<port>-core<core>-{rx,tx}.pcap")
+def run(app: str, config: str, duration: int | None, log_level: str | None, status: bool | None,
+        pcap_dump: bool | None) -> None:
     """Run the NF defined in APP (a Python file with main(runtime)) on CONFIG."""
     from .errors import NfkitError
     try:
-        result = run_app(app, config, duration=duration, log_level=log_level, status=status)
+        result = run_app(app, config, duration=duration, log_level=log_level, status=status,
+                         pcap_dump=pcap_dump)
     except NfkitError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"stopped: {result.reason} after {result.seconds:.2f}s")

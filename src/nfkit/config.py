@@ -58,6 +58,8 @@ __all__ = [
     "ConfigError",
     "PortNotFound",
     "MempoolConfig",
+    "MetricsConfig",
+    "WorkersConfig",
     "PortConfig",
     "RuntimeConfig",
     "LogLevel",
@@ -69,6 +71,9 @@ __all__ = [
 #: The log levels nfkit understands, from the most to the least verbose.
 LogLevel = Literal["trace", "debug", "info", "warning", "error"]
 _LOG_LEVELS: tuple[str, ...] = ("trace", "debug", "info", "warning", "error")
+
+#: Which ports go through DPDK: PCI ones only (auto), all of them, or none.
+Backend = Literal["auto", "dpdk", "native"]
 
 #: A CPU core id as EAL and the OS number it (DPDK's lcore id == the CPU id here).
 CoreId = Annotated[int, Field(ge=0)]
@@ -249,6 +254,74 @@ class MempoolConfig(_Strict):
         return f"mempool capacity {self.capacity}, cache size {self.cache_size}"
 
 
+_LISTEN = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):(?P<port>\d{1,5})", re.ASCII)
+
+
+class MetricsConfig(_Strict):
+    """``[metrics]`` (nfkit): the Prometheus endpoint and how often cores publish counters.
+
+    ``listen = "127.0.0.1:9100"`` serves ``/metrics`` over HTTP from the master process, summing
+    every core's counters (see docs/runtime.md); absent: no endpoint (the counters can still be
+    read from Python through ``runtime.metrics``).  ``interval`` is how often each core copies
+    its counters to the shared snapshot the endpoint reads (seconds).
+    """
+
+    listen: str | None = None
+    interval: Annotated[float, Field(gt=0, le=60)] = 0.5
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, listen: str | None) -> str | None:
+        """``host:port`` with a port from 0 to 65535 (an IPv6 host in brackets)."""
+        if listen is None:
+            return None
+        m = _LISTEN.fullmatch(listen)
+        if m is None or int(m["port"]) > 65535:
+            raise PydanticCustomError("listen", "expected host:port (e.g. \"127.0.0.1:9100\"), "
+                                      "got {value}", {"value": _render(listen)})
+        return listen
+
+    def address(self) -> tuple[str, int]:
+        """``listen`` as ``(host, port)`` (brackets of an IPv6 host removed)."""
+        assert self.listen is not None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class WorkersConfig(_Strict):
+    """``[workers]`` (nfkit): how cores other than the master run (docs/runtime.md).
+
+    ``mode``
+        ``"auto"`` (default): one pinned worker process per core other than ``master_core``
+        when the config has more than one core and no port uses an in-process driver
+        (``net_ring``/``net_memory`` rings live in one process); else everything runs in
+        the master process, round robin.  ``"processes"`` forces workers (an in-process
+        port is then an error), ``"single"`` forces one process.
+    ``busy_poll``
+        Never sleep: poll 100% of the time, as capsule does (lowest latency).
+    ``idle_sleep``
+        Seconds to sleep after ``idle_polls`` empty poll rounds in a row (default 0.0005).
+    ``idle_polls``
+        Empty rounds before sleeping (default 16).
+    ``restart``
+        ``"never"`` (default): a worker that dies stops the runtime with an error;
+        ``"on-failure"``: it is started again (at most ``max_restarts`` times per core).
+    ``stop_timeout``
+        Seconds the master waits for the workers to flush and exit before killing them.
+    ``start_timeout``
+        Seconds the master waits for every worker to initialise and install its pipelines.
+    """
+
+    mode: Literal["auto", "processes", "single"] = "auto"
+    busy_poll: bool = False
+    idle_sleep: Annotated[float, Field(ge=0, le=1)] = 0.0005
+    idle_polls: Annotated[int, Field(ge=0)] = 16
+    restart: Literal["never", "on-failure"] = "never"
+    max_restarts: Annotated[int, Field(ge=0)] = 3
+    stop_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
+    start_timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+
 class PortConfig(_Strict):
     """One ``[[ports]]`` entry: a DPDK device and the cores that run its pipelines.
 
@@ -362,6 +435,18 @@ class RuntimeConfig(_Strict):
     ``stop_when_drained``
         nfkit: for offline runs, stop once every rx pcap is exhausted and every pipeline is
         idle (default ``false``).
+    ``backend``
+        nfkit: which ports go through DPDK (docs/dpdk.md).  ``"auto"`` (default): PCI
+        addresses through DPDK, virtual devices (``net_pcap0``...) through nfkit's own
+        drivers; ``"dpdk"``: every port through DPDK's drivers; ``"native"``: never DPDK.
+    ``pcap_dump``
+        nfkit: write every port queue's received and transmitted packets to
+        ``port-<port>-core<core>-rx.pcap`` / ``-tx.pcap`` (capsule's pcap-dump feature),
+        in ``pcap_dump_dir`` (default: the working directory, as capsule).
+    ``metrics``
+        nfkit: :class:`MetricsConfig` (``[metrics] listen = "127.0.0.1:9100"``).
+    ``workers``
+        nfkit: :class:`WorkersConfig` (multi-core process options).
     """
 
     # The directory of the file the config came from: relative file names in port
@@ -392,6 +477,11 @@ class RuntimeConfig(_Strict):
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
     log_level: LogLevel = "info"
     stop_when_drained: bool = False
+    backend: Backend = "auto"
+    pcap_dump: bool = False
+    pcap_dump_dir: Annotated[str, Field(min_length=1)] | None = None
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
 
     @field_validator("duration")
     @classmethod
@@ -515,7 +605,7 @@ class RuntimeConfig(_Strict):
         lines: list[str] = []
         for field, value in self._items(self, exclude_defaults, always={"app_name",
                                                                         "master_core"}):
-            if field == "mempool":
+            if field in ("mempool", "metrics", "workers"):
                 continue
             if field == "ports":
                 if not self.ports:
@@ -527,6 +617,11 @@ class RuntimeConfig(_Strict):
                    for field, value in self._items(self.mempool, exclude_defaults)]
         if mempool:
             lines += ["", "[mempool]", *mempool]
+        for table in ("metrics", "workers"):
+            items = [f"{field} = {_render(value)}"
+                     for field, value in self._items(getattr(self, table), exclude_defaults)]
+            if items:
+                lines += ["", f"[{table}]", *items]
         for port in self.ports:
             lines += ["", "[[ports]]"]
             lines += [f"{field} = {_render(value)}"
@@ -654,12 +749,29 @@ _EXPECTED: dict[tuple[str, ...], str] = {
     ("batch_size",): "an integer from 1 to 4096",
     ("log_level",): "one of " + ", ".join(_LOG_LEVELS),
     ("stop_when_drained",): "a boolean",
+    ("backend",): 'one of "auto", "dpdk", "native"',
+    ("pcap_dump",): "a boolean",
+    ("pcap_dump_dir",): "a non-empty string (a directory)",
+    ("metrics",): "a table",
+    ("metrics", "interval"): "a number of seconds (> 0, at most 60)",
+    ("metrics", "listen"): 'a string "host:port"',
+    ("workers",): "a table",
+    ("workers", "mode"): 'one of "auto", "processes", "single"',
+    ("workers", "busy_poll"): "a boolean",
+    ("workers", "idle_sleep"): "a number of seconds from 0 to 1",
+    ("workers", "idle_polls"): "an integer >= 0",
+    ("workers", "restart"): 'one of "never", "on-failure"',
+    ("workers", "max_restarts"): "an integer >= 0",
+    ("workers", "stop_timeout"): "a number of seconds (> 0, at most 600)",
+    ("workers", "start_timeout"): "a number of seconds (> 0, at most 3600)",
 }
 
 # The model each table path validates into, to list its fields in unknown-field messages.
 _TABLES: dict[tuple[str, ...], type[BaseModel]] = {
     (): RuntimeConfig,
     ("mempool",): MempoolConfig,
+    ("metrics",): MetricsConfig,
+    ("workers",): WorkersConfig,
     ("ports", "[]"): PortConfig,
 }
 
@@ -685,6 +797,8 @@ def _translate(exc: ValidationError) -> list[tuple[str, str]]:
             continue
         elif kind == "devargs":
             message = error["ctx"]["detail"]
+        elif kind == "listen":
+            message = error["msg"]
         elif shape in _EXPECTED:
             message = f"expected {_EXPECTED[shape]}, got {_render(error['input'])}"
         else:  # a shape this table does not know: fall back to pydantic's own words

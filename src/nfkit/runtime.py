@@ -1,10 +1,11 @@
 """The runtime: builds ports and the mempool from a config, installs pipelines on cores,
 runs them, handles signals, timers and shutdown (capsule's ``Runtime``).
 
-This release runs every core's executor in one process, round robin: each
-:class:`CoreExecutor` owns its pipelines and timers, and the runtime polls them in turn.
-The multi-process executor (one pinned process per core) slots in behind the same
-interface later.  What the runtime checks is what capsule checks: a pipeline for a core
+With one core (or ``[workers] mode = "single"``, or in-process ring ports) every core's
+executor runs in this process, round robin: each :class:`CoreExecutor` owns its pipelines
+and timers, and the runtime polls them in turn.  With more cores, ``execute()`` forks one
+pinned worker process per core besides the master (:mod:`nfkit.multicore`,
+docs/runtime.md); the app's calls are the same either way.  What the runtime checks is what capsule checks: a pipeline for a core
 that is not configured is an error naming the core, and so is a port pipeline on a core
 that serves no port.
 """
@@ -25,7 +26,7 @@ from .batch import Pipeline
 from .buffers import Mempool, set_default_pool
 from .config import RuntimeConfig, load_config
 from .errors import NfkitError
-from .ports.base import Port, PortError, PortQueue, open_port
+from .ports.base import Port, PortError, PortQueue, open_port, prepare_backends
 
 __all__ = ["Runtime", "RunError", "CoreError", "UnixSignal", "CoreExecutor", "RunResult"]
 
@@ -122,6 +123,8 @@ class RunResult:
     seconds: float
     pipelines: dict[str, dict[str, int]]
     ports: dict[str, dict[str, int]]
+    #: with worker processes: how each core ended ("stopped", "failed", "killed after ...")
+    cores: dict[int, str] = field(default_factory=dict)
 
     @property
     def signal(self) -> UnixSignal | None:
@@ -147,6 +150,14 @@ class Runtime:
         self._on_signal: Callable[[UnixSignal], bool] = lambda sig: True
         self._stop_requested: str | None = None
         self.pipelines: list[Pipeline] = []
+        #: "single" (every core in this process) or "processes" (workers; nfkit.multicore)
+        self.mode = "single"
+        #: (label "name#index", core, pipeline) of the pipelines this process installed
+        self._placed: list[tuple[str, int, Pipeline]] = []
+        self._dumps: list[Any] = []            # pcap dump writers (nfkit.pcap_dump)
+        self._worker_core: int | None = None   # set in a worker process
+        self._metrics: Any = None
+        self._runner: Any = None
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -155,14 +166,25 @@ class Runtime:
         if not isinstance(config, RuntimeConfig):
             config = load_config(config)
         _setup_logging(config.log_level)
-        pool = Mempool(capacity=config.mempool.capacity, name="mempool0")
+        from .multicore import placeholder_port, use_processes
+        procs = use_processes(config)
+        pool = Mempool(capacity=config.mempool.capacity,
+                       name=f"mempool{config.master_core}" if procs else "mempool0")
         set_default_pool(pool)
         log.info("%s: mempool of %d buffers; cores %s (master %d)", config.app_name,
                  pool.capacity, config.all_cores(), config.master_core)
         ports: dict[str, Port] = {}
         try:
+            prepare_backends(config)   # EAL, when a port goes through DPDK (config.backend)
             for i, pc in enumerate(config.ports):
-                port = open_port(pc, pool, config.batch_size, i, config.base_dir)
+                if not procs:
+                    port = open_port(pc, pool, config.batch_size, i, config.base_dir,
+                                     backend=config.backend)
+                elif config.master_core in pc.cores:   # the master's own queue; workers open theirs
+                    port = open_port(pc, pool, config.batch_size, i, config.base_dir,
+                                     cores=frozenset({config.master_core}), backend=config.backend)
+                else:
+                    port = placeholder_port(pc, pool, config, i)
                 ports[pc.name] = port
                 log.info("port %s: %s (%s driver), %d queue(s) on cores %s, mac %s", pc.name,
                          pc.device, port.driver, len(port.queues), list(port.queues), port.mac_addr)
@@ -173,7 +195,9 @@ class Runtime:
                 except Exception:
                     log.exception("port %s: close after a failed start", p.name)
             raise
-        return cls(config, pool, ports)
+        rt = cls(config, pool, ports)
+        rt.mode = "processes" if procs else "single"
+        return rt
 
     def _executor(self, core: int) -> CoreExecutor:
         ex = self.executors.get(core)
@@ -182,11 +206,11 @@ class Runtime:
         return ex
 
     def _queues_of(self, core: int) -> dict[str, PortQueue]:
+        """The queues of ``core`` in this process (checks the core serves a port)."""
         self._executor(core)
-        qs = {name: p.queues[core] for name, p in self.ports.items() if core in p.queues}
-        if not qs:
+        if not any(core in pc.cores for pc in self.config.ports):
             raise CoreError(f"core {core} is not assigned to any ports")
-        return qs
+        return {name: p.queues[core] for name, p in self.ports.items() if core in p.queues}
 
     def port(self, name: str) -> Port:
         try:
@@ -204,25 +228,28 @@ class Runtime:
 
     def add_pipeline_to_port(self, port: str, installer: Callable[[PortQueue], Pipeline]) -> "Runtime":
         """``installer(queue)`` is called for each queue of ``port``, on that queue's core."""
-        p = self.port(port)
-        for core, q in p.queues.items():
+        self.port(port)
+        for core in self.config.port(port).cores:
             self._executor(core)
-            self._installs.append((core, _name(installer), lambda q=q: installer(q)))
+            # The queue is looked up when the installer runs: in the process of its core.
+            self._installs.append((core, _name(installer),
+                                   lambda core=core: installer(self.ports[port].queues[core])))
         return self
 
     def add_pipeline_to_core(self, core: int, installer: Callable[[dict[str, PortQueue]], Pipeline]) -> "Runtime":
         """``installer({port name: queue})`` gets the queues of every port on ``core``."""
-        qs = self._queues_of(core)
-        self._installs.append((core, _name(installer), lambda: installer(qs)))
+        self._queues_of(core)
+        self._installs.append((core, _name(installer), lambda: installer(self._queues_of(core))))
         return self
 
     def add_periodic_pipeline_to_core(self, core: int, installer: Callable[[dict[str, PortQueue]], Pipeline],
                                       interval: float) -> "Runtime":
         """Run the pipeline ``installer`` builds once every ``interval`` seconds (the first
         time after one interval): packet generators (see :func:`nfkit.poll_fn`)."""
-        qs = self._queues_of(core)
+        self._queues_of(core)
         _check_interval(interval)
-        self._periodic.append((core, _name(installer), lambda: installer(qs), float(interval), True))
+        self._periodic.append((core, _name(installer), lambda: installer(self._queues_of(core)),
+                               float(interval), True))
         return self
 
     def add_periodic_task_to_core(self, core: int, task: Callable[[], Any], interval: float) -> "Runtime":
@@ -230,6 +257,29 @@ class Runtime:
         self._executor(core)
         _check_interval(interval)
         self._periodic.append((core, _name(task), lambda: task, float(interval), False))
+        return self
+
+    def add_kni_rx_pipeline_to_port(self, port: str, installer: Callable[[Any, PortQueue], Pipeline]) -> "Runtime":
+        """``installer(kni_rx, queue)`` builds the pipeline that polls the packets the kernel
+        sends out of ``port``'s KNI (``kni = true``), e.g. ``nfkit.splice`` to send them out
+        of the port.  It runs on the port's first core, always (capsule picks a core
+        arbitrarily).  Errors are capsule's: :class:`~nfkit.ports.tap.KniDisabled` (no KNI),
+        :class:`~nfkit.ports.tap.KniNotAcquired` (the receive handle is taken already)."""
+        from .ports.tap import KniDisabled, KniNotAcquired
+        self.port(port)
+        pc = self.config.port(port)
+        if not pc.kni:
+            raise KniDisabled(f"KNI is not enabled for port {port} (set kni = true in its [[ports]] entry)")
+        taken: set[str] = self.__dict__.setdefault("_kni_rx_taken", set())
+        if port in taken:
+            raise KniNotAcquired(f"port {port}: the KNI receive handle is taken already "
+                                 "(another core owns the handle)")
+        taken.add(port)
+        core = pc.cores[0]
+        self._executor(core)
+        # Looked up when the installer runs: in the process of the port's first core.
+        self._installs.append((core, _name(installer), lambda: installer(
+            self.ports[port].kni.take_rx(), self.ports[port].queues[core])))
         return self
 
     def _close_ports(self) -> list[Exception]:
@@ -252,20 +302,34 @@ class Runtime:
         self._stop_requested = reason
 
     # -- running ------------------------------------------------------------------------
-    def _install(self, start: float) -> None:
+    def _install(self, start: float, cores: set[int] | None = None) -> None:
+        """Call the installers of ``cores`` (None: every core), in the order they were
+        added; pipelines are labelled ``name#index`` by their place in that order, the same
+        in every process."""
+        index = 0
         for core, name, make in self._installs:
-            pipeline = self._call_installer(core, name, make)
-            self.executors[core].add_pipeline(pipeline)
-            self.pipelines.append(pipeline)
+            if cores is None or core in cores:
+                pipeline = self._call_installer(core, name, make)
+                self.executors[core].add_pipeline(pipeline)
+                self.pipelines.append(pipeline)
+                self._placed.append((f"{pipeline.name}#{index}", core, pipeline))
+            index += 1
         for core, name, make, interval, is_pipeline in self._periodic:
+            if cores is not None and core not in cores:
+                index += is_pipeline
+                continue
             obj = self._call_installer(core, name, make) if is_pipeline else make()
             if is_pipeline:
                 self.pipelines.append(obj)
+                self._placed.append((f"{obj.name}#{index}", core, obj))
+                index += 1
                 fn = obj.run_once
             else:
                 fn = obj
             self.executors[core].add_timer(fn, interval, name, start)
         for core, ex in self.executors.items():
+            if cores is not None and core not in cores:
+                continue
             log.debug("core %d initialised: %d pipeline(s), %d timer(s)", core,
                       len(ex.pipelines), len(ex._timers))
 
@@ -281,6 +345,23 @@ class Runtime:
                                 "not a Pipeline (did it forget .send(...)?)")
         return pipeline
 
+    @property
+    def metrics(self) -> Any:
+        """This runtime's :class:`~nfkit.metrics.Metrics`: ``runtime.metrics.snapshot()``
+        sums every core's counters (workers' at most ``[metrics] interval`` old)."""
+        if self._metrics is None:
+            from .metrics import Metrics
+            self._metrics = Metrics(self)
+        return self._metrics
+
+    def _local_cores(self) -> list[int]:
+        """The cores whose executors run in this process."""
+        if self._worker_core is not None:
+            return [self._worker_core]
+        if self.mode == "processes":
+            return [self.config.master_core]
+        return sorted(self.executors)
+
     def execute(self, idle_sleep: float = 0.0005) -> RunResult:
         """Run until a signal handler says stop, ``duration`` passes, the app calls
         :meth:`stop`, or (``stop_when_drained``) every pcap input is consumed.
@@ -288,14 +369,27 @@ class Runtime:
         Every port is closed on the way out, whatever the reason, so output files are
         complete.  An idle round (no packets anywhere) sleeps ``idle_sleep`` seconds after
         a run of empty polls, instead of burning a core (0: busy-poll).
+
+        With worker processes (``self.mode == "processes"``) this runs
+        :func:`nfkit.multicore.run_processes`; ``[workers]`` then sets the idle back-off.
         """
+        if self.mode == "processes":
+            from .multicore import run_processes
+            return run_processes(self)
         cfg = self.config
         start = time.monotonic()
         pending: list[int] = []
         old_handlers: dict[int, Any] = {}
         reason = "stopped"
+        stop_http = None
         try:
             self._install(start)
+            if cfg.pcap_dump:
+                from .pcap_dump import attach_dumps
+                self._dumps = attach_dumps(self.ports, cfg.pcap_dump_dir, cfg.base_dir)
+            if cfg.metrics.listen:
+                from .metrics import serve
+                stop_http = serve(self.metrics, *cfg.metrics.address())
             try:
                 for s in UnixSignal:
                     old_handlers[s] = signal.signal(s, lambda signum, frame: pending.append(signum))
@@ -346,9 +440,15 @@ class Runtime:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
             close_errors = self._close_ports()
+            if self._dumps:
+                from .pcap_dump import close_dumps
+                close_errors += close_dumps(self._dumps)
+                self._dumps = []
+            if stop_http is not None:
+                stop_http()
             elapsed = time.monotonic() - start
         result = RunResult(reason, elapsed,
-                           {f"{p.name}#{i}": p.stats.as_dict() for i, p in enumerate(self.pipelines)},
+                           {label: p.stats.as_dict() for label, _core, p in self._placed},
                            {n: p.counters().as_dict() for n, p in self.ports.items()})
         log.info("runtime terminated (%s) after %.2fs", reason, elapsed)
         if close_errors:

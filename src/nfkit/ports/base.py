@@ -23,12 +23,13 @@ from ..net import MacAddr
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..batch import SlotBatch
-    from ..config import PortConfig
+    from ..config import PortConfig, RuntimeConfig
+    from .tap import Kni, KniTx
 
 log = logging.getLogger("nfkit.ports")
 
 __all__ = ["not_applicable", "PortError", "PortCounters", "PortQueue", "Port", "register_driver", "open_port",
-           "known_drivers"]
+           "known_drivers", "driver_of"]
 
 
 class PortError(NfkitError):
@@ -158,6 +159,16 @@ class PortQueue:
     def close(self) -> None:
         """Flush and release what the queue holds (output files are complete after this)."""
 
+    def kni(self) -> "KniTx":
+        """The handle that sends packets to the port's kernel interface (``kni = true``; see
+        :mod:`nfkit.ports.tap`): a pipeline sink, e.g. ``splice(q, q.kni())``.  Raises
+        :class:`~nfkit.ports.tap.KniDisabled` when the port has no KNI."""
+        from .tap import KniDisabled
+        if self.port.kni is None:
+            raise KniDisabled(f"KNI is not enabled for port {self.port.name} "
+                              "(set kni = true in its [[ports]] entry)")
+        return self.port.kni.tx_for(self)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.port.name} core {self.core} queue {self.index}>"
 
@@ -176,11 +187,35 @@ class Port:
     driver: str = ""
     #: where relative file names in the device arguments are taken from
     base_dir: Path | None = None
+    #: the cores this process opens queues for (None: all of the port's cores).  With one
+    #: process per core each process opens only its own queues: a driver's opener skips a
+    #: core for which :meth:`serves` is False (queue indexes stay those of the full config).
+    only_cores: frozenset[int] | None = None
+    #: the kernel interface of a port with ``kni = true`` (see :mod:`nfkit.ports.tap`)
+    kni: "Kni | None" = None
+    #: the device's own counters (DPDK ports: ``rte_eth_stats``), see :meth:`hw_counters`
+    hw_stats: "Callable[[], dict[str, int]] | None" = None
+
+    def hw_counters(self) -> dict[str, int]:
+        """The device's hardware counters (``ipackets``, ``opackets``, ``ibytes``, ``obytes``,
+        ``imissed``, ``ierrors``, ``oerrors``, ``rx_nombuf`` for a DPDK port); ``{}`` for
+        drivers without any."""
+        return self.hw_stats() if self.hw_stats is not None else {}
+
+    def serves(self, core: int) -> bool:
+        """Whether this process opens the queue of ``core`` (see ``only_cores``)."""
+        return self.only_cores is None or core in self.only_cores
 
     def counters(self) -> PortCounters:
         total = PortCounters()
         for q in self.queues.values():
             total += q.counters
+        if self.hw_stats is not None:
+            # What only the device sees: packets it missed or had no buffer for, errors.
+            hw = self.hw_stats()
+            total.rx_dropped += hw.get("imissed", 0) + hw.get("rx_nombuf", 0)
+            total.rx_errors += hw.get("ierrors", 0)
+            total.tx_errors += hw.get("oerrors", 0)
         return total
 
     def close(self) -> None:
@@ -191,6 +226,8 @@ class Port:
                 q.close()
             except Exception as exc:  # keep closing the others
                 errors.append(exc)
+        if self.kni is not None:
+            self.kni.close()
         if errors:
             raise PortError(f"port {self.name}: closing failed: "
                             + "; ".join(f"{type(e).__name__}: {e}" for e in errors))
@@ -229,8 +266,57 @@ def register_driver(pattern: str, name: str, opener: Opener) -> None:
     _DRIVERS.append((re.compile(pattern), name, opener))
 
 
+#: The config's ``backend`` values: which ports go through DPDK (see :func:`open_port`).
+BACKENDS = ("auto", "dpdk", "native")
+
+
+_PCI = re.compile(r"(?:[0-9A-Fa-f]{4}:)?[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]")
+
+
+def _candidates(backend: str) -> list[tuple[re.Pattern[str], str, Opener]]:
+    """The drivers ``backend`` may use, in the order they are tried: ``"auto"`` nfkit's own
+    drivers for virtual devices and DPDK for PCI addresses; ``"dpdk"`` DPDK for every
+    device; ``"native"`` never DPDK."""
+    if backend not in BACKENDS:
+        raise PortError(f"unknown backend {backend!r} (expected one of {', '.join(BACKENDS)})")
+    native = [d for d in _DRIVERS if d[1] != "dpdk"]
+    dpdk = [d for d in _DRIVERS if d[1] == "dpdk"]
+    if backend == "auto":
+        return native + [(_PCI, name, opener) for _, name, opener in dpdk]
+    return dpdk if backend == "dpdk" else native
+
+
+def driver_of(device: str, backend: str = "auto") -> str | None:
+    """The name of the driver that handles ``device`` under ``backend`` (None: no driver
+    does)."""
+    _load_builtin_drivers()
+    for rx, name, _ in _candidates(backend):
+        if rx.fullmatch(device):
+            return name
+    return None
+
+
+def uses_dpdk(device: str, backend: str = "auto") -> bool:
+    """Whether ``device`` goes through DPDK under ``backend`` (so EAL must know it)."""
+    return driver_of(device, backend) == "dpdk"
+
+
+def prepare_backends(config: "RuntimeConfig") -> None:
+    """What must happen once before any port of ``config`` opens: DPDK's EAL, when some
+    port goes through DPDK (EAL learns its devices at initialisation).  A no-op otherwise;
+    never imports DPDK for a config without DPDK ports."""
+    if any(uses_dpdk(p.device, config.backend) for p in config.ports):
+        from .dpdk import prepare
+        prepare(config)
+
+
 def known_drivers() -> list[str]:
-    return [f"{name} ({rx.pattern})" for rx, name, _ in _DRIVERS]
+    """Every registered driver with its device pattern, nfkit's own first (in a fixed
+    order, whatever order their modules were imported in), DPDK last."""
+    order = ("memory", "null", "pcap", "af_packet", "tap")
+    native = sorted(_candidates("native"),
+                    key=lambda d: order.index(d[1]) if d[1] in order else len(order))
+    return [f"{name} ({rx.pattern})" for rx, name, _ in native + _candidates("dpdk")]
 
 
 #: nfkit.ports modules that register drivers when imported
@@ -250,18 +336,43 @@ def _load_builtin_drivers() -> None:
 
 
 def open_port(cfg: "PortConfig", pool: Mempool, batch_size: int, index: int = 0,
-              base_dir: Path | None = None) -> Port:
-    """Open the port a ``[[ports]]`` entry describes."""
+              base_dir: Path | None = None, cores: "frozenset[int] | None" = None,
+              backend: str = "auto") -> Port:
+    """Open the port a ``[[ports]]`` entry describes, with the driver ``backend`` picks
+    (the config's ``backend``: ``"auto"``, ``"dpdk"`` or ``"native"``, see :func:`_candidates`).
+
+    ``cores``: open only the queues of these cores (a worker process opens its own; the
+    others are opened by their own processes).  Drivers skip the other cores through
+    :meth:`Port.serves`; queues a driver opened anyway are closed again here.
+    """
     from ..config import parse_device_args
     _load_builtin_drivers()
 
-    for rx, name, opener in _DRIVERS:
+    for rx, name, opener in _candidates(backend):
         if rx.fullmatch(cfg.device):
             port = Port(cfg.name, cfg.device, cfg.args, pool, batch_size, driver=name,
                         mac_addr=MacAddr(bytes([0x02, 0, 0, 0, 0, (index + 1) & 0xFF])),
                         base_dir=base_dir)
+            port.only_cores = cores
             opener(cfg, port, parse_device_args(cfg.args))
+            foreign = [c for c in port.queues if not port.serves(c)]
+            if foreign:
+                log.warning("port %s: the %s driver opened queues for cores %s that another "
+                            "process serves; closing them here", cfg.name, name, foreign)
+                for c in foreign:
+                    port.queues.pop(c).close()
+            if cfg.kni:
+                from .tap import attach_kni
+                try:
+                    attach_kni(port, cfg)
+                except BaseException:
+                    port.close()
+                    raise
             return port
-    raise PortError(f"port {cfg.name}: unknown device {cfg.device!r}; known drivers: "
-                    + ", ".join(known_drivers())
-                    + " (PCI devices, AF_PACKET, TAP and DPDK come with later releases)")
+    hint = ""
+    if backend != "dpdk" and any(rx.fullmatch(cfg.device) for rx, n, _ in _DRIVERS
+                                 if n == "dpdk"):
+        hint = (f' (backend = "{backend}": nfkit has no driver of its own for it; '
+                'backend = "dpdk" opens it through DPDK)')
+    raise PortError(f"port {cfg.name}: unknown device {cfg.device!r}{hint}; known drivers: "
+                    + ", ".join(known_drivers()))

@@ -223,6 +223,8 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
     n = len(cfg.cores)
     try:
         for i, core in enumerate(cfg.cores):
+            if not port.serves(core):   # another process opens this core's queue
+                continue
             writer = PcapWriter(_queue_file(txs[0], i, n)) if txs else None
             rx_sock = _raw_socket(cfg, rx_if, True) if rx_if and i == 0 else None
             if tx_if and tx_if == rx_if and rx_sock is not None:

@@ -1,0 +1,769 @@
+"""The multi-core runtime: one pinned worker process per core besides the master core.
+
+What :meth:`nfkit.Runtime.execute` does when the config has more than one core (see
+docs/runtime.md for the full story):
+
+* The **master** process stays pinned to ``master_core``: it owns signal handling
+  (``set_on_signal``), runs the master core's own pipelines and tasks, the metrics endpoint,
+  and watches the workers.
+* Each **worker** is forked (start method ``fork``), so the app's installers -- closures in
+  the app module included -- are inherited as they are and never pickled.  A worker pins
+  itself to its core, names itself ``<app_name>-<core>`` (``ps``, ``top``), creates its own
+  mempool, opens its own port queues, calls the installers of its core and *parks*.
+* **Handshake**: only when every worker (and the master) has installed its pipelines do
+  they all start.  If any fails, all stop, and the error -- core, installer, traceback --
+  is raised from ``execute()`` as a :class:`~nfkit.runtime.RunError`.
+* **Shutdown**: a stop flag per worker in shared memory; each worker closes its ports and
+  pcap dumps (outputs complete), sends its final counters, and exits.  The master waits at
+  most ``[workers] stop_timeout`` seconds, then kills what is left and says so.
+* **Failure**: a worker that dies is seen within ``_WATCH_INTERVAL`` (20 ms) through its
+  process sentinel, reported with its core and exit cause; the runtime stops the others
+  cleanly and ``execute()`` raises :class:`WorkerError` -- or, with ``[workers] restart =
+  "on-failure"``, the worker is started again (``max_restarts`` times per core).
+
+Nothing given to the runtime needs to be picklable: workers inherit everything by fork,
+and only plain data (counters, error texts) crosses between processes.  The fork start
+method is Linux/Unix only; elsewhere the multi-core runtime refuses with a clear error
+(use ``[workers] mode = "single"``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import mmap
+import multiprocessing
+import multiprocessing.connection as mpc
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .buffers import Mempool, set_default_pool
+from .metrics import Snapshot, SnapshotSlots, collect, serve
+from .net import MacAddr
+from .ports.base import Port, PortError, driver_of, known_drivers, open_port
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import PortConfig, RuntimeConfig
+    from .runtime import RunResult, Runtime
+
+__all__ = ["WorkerError", "use_processes", "available_cpus", "set_process_name", "shared_array",
+           "run_processes"]
+
+log = logging.getLogger("nfkit.runtime")
+
+#: drivers whose queues live in one process (rings shared by name; DPDK ports belong to the
+#: process that started EAL): a config with them runs in one process
+PROCESS_LOCAL_DRIVERS = frozenset({"memory", "dpdk"})
+#: how often the master checks its workers (deaths, messages)
+_WATCH_INTERVAL = 0.02
+#: how often a worker checks that its master is still alive
+_PARENT_CHECK = 0.5
+
+_RUN, _STOP = 0, 1
+
+
+def _run_error(msg: str) -> Exception:
+    from .runtime import RunError
+    return RunError(msg)
+
+
+def _worker_error_class() -> type:
+    from .runtime import RunError
+
+    class WorkerError(RunError):
+        """A worker process died or failed while running.  ``core`` and ``cause`` say
+        which and why; ``result`` is the :class:`~nfkit.runtime.RunResult` of the run up to
+        the clean stop that followed (outputs of the other cores are complete)."""
+
+        def __init__(self, message: str, core: int, cause: str, result: "RunResult | None") -> None:
+            super().__init__(message)
+            self.core = core
+            self.cause = cause
+            self.result = result
+
+        def __reduce__(self) -> Any:
+            return type(self), (str(self), self.core, self.cause, self.result)
+
+    WorkerError.__module__ = __name__
+    WorkerError.__qualname__ = "WorkerError"
+    return WorkerError
+
+
+WorkerError = _worker_error_class()
+
+
+# -- deciding and checking ----------------------------------------------------------------------
+
+def _cpu_list(text: str) -> set[int]:
+    """``"0-3,6"`` -> ``{0, 1, 2, 3, 6}`` (the kernel's CPU list format)."""
+    out: set[int] = set()
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _cpuset_cpus() -> set[int] | None:
+    """The CPUs of this process's cgroup cpuset (v2 or v1), None when unknown."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        if ctrls == "":
+            cand = [Path("/sys/fs/cgroup") / path.lstrip("/") / "cpuset.cpus.effective"]
+        elif "cpuset" in ctrls.split(","):
+            cand = [Path("/sys/fs/cgroup/cpuset") / path.lstrip("/") / "cpuset.effective_cpus",
+                    Path("/sys/fs/cgroup/cpuset") / path.lstrip("/") / "cpuset.cpus"]
+        else:
+            continue
+        for f in cand:
+            try:
+                text = f.read_text().strip()
+            except OSError:
+                continue
+            if text:
+                return _cpu_list(text)
+    return None
+
+
+def available_cpus() -> set[int]:
+    """The online CPUs this process may be pinned to: its affinity mask, plus the other
+    online CPUs of its cgroup cpuset (a library such as DPDK's EAL may have narrowed the
+    mask of this thread to one CPU; a worker can still be pinned anywhere in the cpuset)."""
+    cpus = set(os.sched_getaffinity(0))
+    try:
+        online = _cpu_list(Path("/sys/devices/system/cpu/online").read_text())
+    except OSError:
+        return cpus
+    cpuset = _cpuset_cpus()
+    return cpus | (online & cpuset if cpuset is not None else set())
+
+
+def use_processes(config: "RuntimeConfig") -> bool:
+    """Whether ``config`` runs with worker processes (see ``[workers] mode``).
+
+    ``NFKIT_SINGLE_PROCESS=1`` in the environment forces one process.  Raises
+    :class:`~nfkit.runtime.CoreError` when a core is not an online CPU this process may use,
+    and :class:`~nfkit.runtime.RunError` for ``mode = "processes"`` with an in-process port.
+    """
+    from .runtime import CoreError
+    mode = config.workers.mode
+    cores = config.all_cores()
+    if mode == "single" or len(cores) < 2 or os.environ.get("NFKIT_SINGLE_PROCESS", "") not in ("", "0"):
+        return False
+    backend = getattr(config, "backend", "auto")
+    local = [pc.name for pc in config.ports
+             if driver_of(pc.device, backend) in PROCESS_LOCAL_DRIVERS]
+    if local:
+        why = ("belong to the process that started DPDK's EAL"
+               if any(driver_of(pc.device, backend) == "dpdk" for pc in config.ports
+                      if pc.name in local)
+               else "use in-process rings (net_ring/net_memory), which cannot cross processes")
+        if mode == "processes":
+            raise _run_error(f"[workers] mode = \"processes\": port(s) {', '.join(local)} {why}; "
+                             "use mode = \"auto\" or \"single\"")
+        log.info("%s: port(s) %s %s: running every core in one process",
+                 config.app_name, ", ".join(local), why)
+        return False
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise _run_error("the multi-core runtime needs the fork start method (Linux/Unix); "
+                         "set [workers] mode = \"single\" to run every core in one process")
+    cpus = available_cpus()
+    missing = [c for c in cores if c not in cpus]
+    if missing:
+        raise CoreError(f"core(s) {missing} are not online CPUs this process may use "
+                        f"(allowed: {sorted(cpus)}); fix master_core / cores / ports[*].cores, "
+                        "or set [workers] mode = \"single\"")
+    return True
+
+
+def placeholder_port(pc: "PortConfig", pool: Mempool, config: "RuntimeConfig", index: int) -> Port:
+    """The master's view of a port it serves no queue of (the workers open the queues)."""
+    name = driver_of(pc.device, getattr(config, "backend", "auto"))
+    if name is None:
+        raise PortError(f"port {pc.name}: unknown device {pc.device!r}; known drivers: "
+                        + ", ".join(known_drivers()))
+    return Port(pc.name, pc.device, pc.args, pool, config.batch_size, driver=name,
+                mac_addr=MacAddr(bytes([0x02, 0, 0, 0, 0, (index + 1) & 0xFF])),
+                base_dir=config.base_dir, only_cores=frozenset())
+
+
+# -- process plumbing ---------------------------------------------------------------------------
+
+_PR_SET_NAME = 15
+
+
+def set_process_name(name: str) -> None:
+    """Name this process ``name`` (at most 15 bytes) for ``ps``/``top``: prctl(PR_SET_NAME)
+    and /proc/self/comm.  Best effort: failures are logged at debug level."""
+    raw = name.encode()[:15]
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_NAME, ctypes.c_char_p(raw), 0, 0, 0)
+    except OSError as exc:  # pragma: no cover - no libc
+        log.debug("prctl(PR_SET_NAME) failed: %s", exc)
+    try:
+        with open("/proc/self/comm", "wb") as f:
+            f.write(raw)
+    except OSError as exc:  # pragma: no cover
+        log.debug("/proc/self/comm: %s", exc)
+
+
+def shared_array(shape: int | tuple[int, ...], dtype: Any = np.int64) -> np.ndarray:
+    """A zeroed numpy array in shared memory, visible to every core's process.
+
+    Create it in ``main(runtime)`` (before ``execute()`` forks the workers); every worker
+    then sees the same memory.  There are no locks: give each core its own row (write only
+    ``arr[core]`` on ``core``, read the sum anywhere) -- the flow-affine pattern of
+    docs/runtime.md.  A ``multiprocessing`` lock created in ``main`` also works across
+    workers for rare updates that must be atomic.
+    """
+    dt = np.dtype(dtype)
+    shp = (shape,) if isinstance(shape, int) else tuple(shape)
+    n = int(np.prod(shp)) * dt.itemsize
+    mem = mmap.mmap(-1, max(1, n))
+    return np.frombuffer(mem, dtype=dt, count=int(np.prod(shp))).reshape(shp)
+
+
+def _exit_cause(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+@dataclass
+class _Worker:
+    """The master's handle on one worker process."""
+
+    core: int
+    index: int
+    proc: Any = None
+    conn: Any = None
+    state: str = "starting"       # starting, ready, running, stopping, done, dead
+    has_files: bool = False
+    drained: bool = False
+    final: Snapshot | None = None
+    restarts: int = 0
+    error: str | None = None       # what it reported before dying (traceback)
+    retired: Snapshot = field(default_factory=Snapshot)
+
+
+# -- the worker side ----------------------------------------------------------------------------
+
+def _worker_main(rt: "Runtime", w: _Worker, conn: Any, ctrl: memoryview, slots: SnapshotSlots,
+                 parent: int) -> None:
+    """What a forked worker runs; never returns (``os._exit``), so nothing inherited from
+    the master (its ports, open files, buffered writers) is flushed or closed here."""
+    core = w.core
+    cfg = rt.config
+    term: list[int] = []
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # the master owns Ctrl-C and SIGHUP
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda s, f: term.append(s))
+        set_process_name(f"{cfg.app_name}-{core}")
+        os.sched_setaffinity(0, {core})
+        rt._inherited = (rt.ports, rt.pool)             # kept alive, never closed here
+        rt._worker_core = core
+        pool = Mempool(capacity=cfg.mempool.capacity, name=f"mempool{core}")
+        set_default_pool(pool)
+        rt.pool = pool
+        rt.ports = {}
+        rt._dumps = []
+        rt.pipelines = []
+        rt._placed = []
+        rt._stop_requested = None
+        from .runtime import CoreExecutor
+        rt.executors = {c: CoreExecutor(c) for c in rt.executors}
+        for i, pc in enumerate(cfg.ports):
+            if core in pc.cores:
+                rt.ports[pc.name] = open_port(pc, pool, cfg.batch_size, i, cfg.base_dir,
+                                              cores=frozenset({core}),
+                                              backend=getattr(cfg, "backend", "auto"))
+            else:
+                rt.ports[pc.name] = placeholder_port(pc, pool, cfg, i)
+        if cfg.pcap_dump:
+            from .pcap_dump import attach_dumps
+            rt._dumps = attach_dumps(rt.ports, cfg.pcap_dump_dir, cfg.base_dir)
+        installed_at = time.monotonic()
+        rt._install(installed_at, cores={core})
+    except BaseException as exc:
+        if _is_run_error(exc):
+            text = str(exc)
+        else:
+            text = (f"core {core}: initialisation failed: {type(exc).__name__}: {exc}\n"
+                    + "".join(traceback.format_exception(exc)))
+        try:
+            conn.send(("failed", text))
+        finally:
+            os._exit(3)
+    ex = rt.executors[core]
+    files = [q for p in rt.ports.values() for q in p.queues.values()
+             if getattr(q, "is_file_source", False)]
+    log.info("core %d initialised (pid %d, %d pipeline(s), %d timer(s)); parked", core,
+             os.getpid(), len(ex.pipelines), len(ex._timers))
+    try:
+        conn.send(("ready", bool(files)))
+        msg = conn.recv()
+    except (EOFError, OSError):
+        os._exit(4)
+    if msg != "start":
+        _worker_close(rt)
+        os._exit(0)
+    log.info("core %d unparked", core)
+    start = time.monotonic()
+    for t in ex._timers:                                # timers count from the start
+        t.due += start - installed_at
+    idx = w.index
+    wk = cfg.workers
+    idle_sleep = 0.0 if wk.busy_poll else wk.idle_sleep
+    idle_polls = wk.idle_polls
+    interval = cfg.metrics.interval
+    next_pub = start
+    next_parent = start + _PARENT_CHECK
+    empty = 0
+    drained_sent = False
+    reason = "stopped"
+    try:
+        while ctrl[idx] == _RUN:
+            if term:
+                reason = "SIGTERM"
+                break
+            work = ex.poll()
+            now = time.monotonic()
+            if ex._timers:
+                work += ex.run_timers(now)
+            if rt._stop_requested is not None:
+                conn.send(("stop", str(rt._stop_requested)))
+                rt._stop_requested = None
+            if now >= next_pub:
+                slots.publish(idx, collect(rt))
+                next_pub = now + interval
+                if now >= next_parent:
+                    next_parent = now + _PARENT_CHECK
+                    if os.getppid() != parent:
+                        log.error("core %d: the master process is gone; stopping", core)
+                        reason = "master gone"
+                        break
+            if work:
+                empty = 0
+                continue
+            empty += 1
+            if files and not drained_sent and all(q.exhausted for q in files):
+                conn.send(("drained",))
+                drained_sent = True
+            if idle_sleep and empty > idle_polls:
+                nxt = ex.next_due()
+                time.sleep(max(0.0, min(idle_sleep, nxt - now)) if nxt is not None else idle_sleep)
+    except BaseException as exc:
+        code = 5
+        try:
+            conn.send(("crashed", f"core {core}: the worker loop failed: "
+                       + "".join(traceback.format_exception(exc))))
+        except Exception:
+            pass
+    errors = _worker_close(rt)
+    snap = collect(rt)
+    slots.publish(idx, snap)
+    try:
+        conn.send(("final", snap, reason, [f"{type(e).__name__}: {e}" for e in errors]))
+    except Exception:
+        pass
+    log.info("core %d stopped (%s)", core, reason)
+    os._exit(code)
+
+
+def _is_run_error(exc: BaseException) -> bool:
+    from .runtime import RunError
+    return isinstance(exc, RunError)
+
+
+def _worker_close(rt: "Runtime") -> list[Exception]:
+    errors = rt._close_ports()
+    from .pcap_dump import close_dumps
+    errors += close_dumps(rt._dumps)
+    rt._dumps = []
+    return errors
+
+
+# -- the master side ----------------------------------------------------------------------------
+
+class _Runner:
+    """Runs one ``execute()`` with workers; see the module docstring."""
+
+    def __init__(self, rt: "Runtime") -> None:
+        self.rt = rt
+        self.cfg = rt.config
+        self.ctx = multiprocessing.get_context("fork")
+        self.master = self.cfg.master_core
+        cores = [c for c in self.cfg.all_cores() if c != self.master]
+        self.workers = {c: _Worker(c, i) for i, c in enumerate(cores)}
+        self._ctrl_mem = mmap.mmap(-1, max(1, len(cores)))
+        self.ctrl = memoryview(self._ctrl_mem)
+        self.slots = SnapshotSlots(len(cores))
+        self.pid = os.getpid()
+
+    # -- workers ----------------------------------------------------------------------------
+    def _spawn(self, w: _Worker) -> None:
+        parent_conn, child_conn = self.ctx.Pipe(duplex=True)
+        self.ctrl[w.index] = _RUN
+        proc = self.ctx.Process(target=_worker_main, name=f"{self.cfg.app_name}-{w.core}",
+                                args=(self.rt, w, child_conn, self.ctrl, self.slots, self.pid),
+                                daemon=False)
+        proc.start()
+        child_conn.close()
+        w.proc, w.conn, w.state, w.drained, w.final, w.error = proc, parent_conn, "starting", False, None, None
+
+    def _snapshots(self) -> list[Snapshot]:
+        out = []
+        for w in self.workers.values():
+            s = w.final if w.final is not None else (self.slots.read(w.index) if w.proc else None)
+            snap = Snapshot()
+            snap.add(w.retired, counters_only=True)
+            if s is not None:
+                snap.add(s, counters_only=w.state == "dead")
+            if w.restarts:
+                snap.restarts[w.core] = w.restarts
+            out.append(snap)
+        return out
+
+    def _receive(self, w: _Worker) -> list[Any]:
+        msgs = []
+        try:
+            while w.conn is not None and w.conn.poll():
+                msgs.append(w.conn.recv())
+        except (EOFError, OSError):
+            pass
+        return msgs
+
+    def _kill(self, w: _Worker) -> None:
+        if w.proc is not None and w.proc.is_alive():
+            w.proc.kill()
+            w.proc.join(2)
+
+    def _abort_start(self, failures: list[str], master_error: BaseException | None) -> None:
+        """Stop every worker after a failed start-up and raise the failure(s)."""
+        for w in self.workers.values():
+            self.ctrl[w.index] = _STOP
+            if w.state == "ready" and w.conn is not None:
+                try:
+                    w.conn.send("abort")
+                except OSError:
+                    pass
+        deadline = time.monotonic() + self.cfg.workers.stop_timeout
+        for w in self.workers.values():
+            if w.proc is not None:
+                w.proc.join(max(0.0, deadline - time.monotonic()))
+                self._kill(w)
+        msg = "start-up failed, every core stopped:\n" + "\n".join(failures)
+        raise _run_error(msg) from master_error
+
+    def start(self, start: float) -> None:
+        """Fork the workers, install the master's pipelines, run the handshake."""
+        log.info("%s: starting %d worker process(es) for cores %s (master core %d)",
+                 self.cfg.app_name, len(self.workers), list(self.workers), self.master)
+        for w in self.workers.values():
+            self._spawn(w)
+        failures: list[str] = []
+        master_error: BaseException | None = None
+        try:
+            self.rt._install(start, cores={self.master})
+        except Exception as exc:
+            failures.append(str(exc))
+            master_error = exc
+        deadline = time.monotonic() + self.cfg.workers.start_timeout
+        while not failures and any(w.state == "starting" for w in self.workers.values()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                late = [w.core for w in self.workers.values() if w.state == "starting"]
+                failures.append(f"core(s) {late}: not initialised after "
+                                f"{self.cfg.workers.start_timeout}s ([workers] start_timeout)")
+                break
+            self._wait_start_events(min(left, 0.5), failures)
+        if failures:
+            self._abort_start(failures, master_error)
+        for w in self.workers.values():
+            w.conn.send("start")
+            w.state = "running"
+
+    def _wait_start_events(self, timeout: float, failures: list[str]) -> None:
+        starting = [w for w in self.workers.values() if w.state == "starting"]
+        ready = mpc.wait([w.conn for w in starting] + [w.proc.sentinel for w in starting], timeout)
+        for w in starting:
+            for msg in self._receive(w) if w.conn in ready else []:
+                if msg[0] == "ready":
+                    w.state, w.has_files = "ready", msg[1]
+                elif msg[0] == "failed":
+                    w.state = "dead"
+                    failures.append(msg[1])
+            if w.state == "starting" and w.proc.sentinel in ready:
+                w.proc.join(1)
+                w.state = "dead"
+                failures.append(f"core {w.core}: the worker {_exit_cause(w.proc.exitcode)} "
+                                "during start-up")
+
+    def watch(self) -> tuple[str | None, tuple[int, str] | None]:
+        """Handle what the workers said or did since the last call.  Returns a stop reason
+        asked for by a worker (or None) and a fatal ``(core, cause)`` (or None)."""
+        ws = [w for w in self.workers.values() if w.state in ("running", "starting")]
+        if not ws:
+            return None, None
+        ready = mpc.wait([w.conn for w in ws] + [w.proc.sentinel for w in ws], 0)
+        if not ready:
+            return None, None
+        stop_reason = None
+        for w in ws:
+            if w.conn in ready:
+                for msg in self._receive(w):
+                    kind = msg[0]
+                    if kind == "stop":
+                        stop_reason = msg[1]
+                    elif kind == "drained":
+                        w.drained = True
+                    elif kind in ("crashed", "failed"):
+                        w.error = msg[1]
+                    elif kind == "final":
+                        w.final = msg[1]
+                        if msg[2] == "SIGTERM":
+                            w.error = f"core {w.core}: the worker was stopped by SIGTERM"
+                    elif kind == "ready" and w.state == "starting":   # a restarted worker
+                        w.has_files = msg[1]
+                        w.conn.send("start")
+                        w.state = "running"
+                        log.info("core %d: restarted worker running", w.core)
+            if w.proc.sentinel in ready or not w.proc.is_alive():
+                w.proc.join(1)
+                cause = _exit_cause(w.proc.exitcode)
+                if w.error and "SIGTERM" not in w.error:
+                    cause += "\n" + w.error
+                elif w.error:
+                    cause = w.error.split(": ", 1)[1]
+                fatal = self._died(w, cause)
+                if fatal is not None:
+                    return stop_reason, fatal
+        return stop_reason, None
+
+    def _died(self, w: _Worker, cause: str) -> tuple[int, str] | None:
+        log.error("core %d: worker (pid %s) %s", w.core, w.proc.pid, cause)
+        last = w.final or self.slots.read(w.index)
+        if last is not None:
+            w.retired.add(last, counters_only=True)
+        w.final = None
+        w.state = "dead"
+        policy = self.cfg.workers
+        if policy.restart == "on-failure" and w.restarts < policy.max_restarts:
+            w.restarts += 1
+            log.warning("core %d: restarting the worker (%d of at most %d)", w.core, w.restarts,
+                        policy.max_restarts)
+            self._spawn(w)
+            return None
+        return w.core, cause
+
+    def drained(self, master_files: list[Any]) -> bool | None:
+        """None when no core reads files; else whether every file reader has finished."""
+        readers = [w for w in self.workers.values() if w.has_files]
+        if not readers and not master_files:
+            return None
+        return all(w.drained for w in readers) and all(q.exhausted for q in master_files)
+
+    def stop(self) -> dict[int, str]:
+        """Trigger every worker's stop and wait (bounded) for its final counters and exit."""
+        for w in self.workers.values():
+            self.ctrl[w.index] = _STOP
+            if w.state == "starting" and w.conn is not None:
+                try:
+                    w.conn.send("abort")
+                except OSError:
+                    pass
+        deadline = time.monotonic() + self.cfg.workers.stop_timeout
+        ended: dict[int, str] = {}
+        live = [w for w in self.workers.values() if w.proc is not None and w.state != "dead"]
+        while live:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready = mpc.wait([w.conn for w in live] + [w.proc.sentinel for w in live], left)
+            for w in list(live):
+                if w.conn in ready:
+                    for msg in self._receive(w):
+                        if msg[0] == "final":
+                            w.final = msg[1]
+                            if msg[3]:
+                                ended[w.core] = "closing failed: " + "; ".join(msg[3])
+                        elif msg[0] == "crashed":
+                            w.error = msg[1]
+                if w.proc.sentinel in ready:
+                    w.proc.join(1)
+                    self._receive(w)
+                    live.remove(w)
+                    w.state = "done"
+                    ended.setdefault(w.core, "stopped" if w.proc.exitcode == 0
+                                     else _exit_cause(w.proc.exitcode))
+        for w in live:
+            log.error("core %d: the worker did not stop within %ss; killing it", w.core,
+                      self.cfg.workers.stop_timeout)
+            self._kill(w)
+            w.state = "done"
+            ended[w.core] = f"killed after {self.cfg.workers.stop_timeout}s stop timeout"
+        for w in self.workers.values():
+            ended.setdefault(w.core, "failed" if w.state == "dead" else "stopped")
+            if w.conn is not None:
+                w.conn.close()
+        return ended
+
+    def close(self) -> None:
+        self.slots.close()
+        self.ctrl.release()
+        self._ctrl_mem.close()
+
+
+def run_processes(rt: "Runtime") -> "RunResult":
+    """``Runtime.execute()`` with worker processes (the module docstring says how)."""
+    from .pcap_dump import attach_dumps, close_dumps
+    from .runtime import RunResult, UnixSignal
+    cfg = rt.config
+    start = time.monotonic()
+    old_affinity = os.sched_getaffinity(0)
+    runner = _Runner(rt)
+    rt._runner = runner
+    rt.metrics.sources.append(runner._snapshots)
+    stop_http = None
+    pending: list[int] = []
+    old_handlers: dict[int, Any] = {}
+    reason = "stopped"
+    fatal: tuple[int, str] | None = None
+    ended: dict[int, str] = {}
+    close_errors: list[Exception] = []
+    started = False
+    try:
+        try:
+            os.sched_setaffinity(0, {cfg.master_core})
+        except OSError as exc:
+            log.warning("cannot pin the master to core %d: %s", cfg.master_core, exc)
+        if cfg.pcap_dump:
+            rt._dumps = attach_dumps(rt.ports, cfg.pcap_dump_dir, cfg.base_dir)
+        try:
+            for s in UnixSignal:
+                old_handlers[s] = signal.signal(s, lambda signum, frame: pending.append(signum))
+        except ValueError:
+            log.warning("execute() outside the main thread: signals are not handled")
+        if cfg.metrics.listen:
+            import prometheus_client  # noqa: F401  (imported before the workers start)
+        runner.start(start)
+        started = True
+        if cfg.metrics.listen:
+            host, port = cfg.metrics.address()
+            stop_http = serve(rt.metrics, host, port)
+        now = time.monotonic()
+        for t in rt.executors[cfg.master_core]._timers:   # timers count from the start
+            t.due += now - start
+        deadline = now + cfg.duration if cfg.duration else None
+        log.info("%s: running on cores %s%s", cfg.app_name, cfg.all_cores(),
+                 f" for {cfg.duration}s" if cfg.duration else " (Ctrl-C to stop)")
+        ex = rt.executors[cfg.master_core]
+        master_files = [q for p in rt.ports.values() for q in p.queues.values()
+                        if getattr(q, "is_file_source", False)]
+        drain = cfg.stop_when_drained
+        idle_sleep = 0.0 if cfg.workers.busy_poll else cfg.workers.idle_sleep
+        idle_polls = cfg.workers.idle_polls
+        next_watch = now
+        empty = 0
+        master_empty = False
+        while True:
+            work = ex.poll()
+            now = time.monotonic()
+            work += ex.run_timers(now)
+            if pending:
+                sig = UnixSignal(pending.pop(0))
+                log.info("received %s", sig.name)
+                if rt._on_signal(sig):
+                    reason = f"signal {sig.name}"
+                    break
+            if rt._stop_requested:
+                reason = rt._stop_requested
+                break
+            if deadline is not None and now >= deadline:
+                reason = "duration"
+                break
+            if now >= next_watch:
+                next_watch = now + _WATCH_INTERVAL
+                asked, fatal = runner.watch()
+                if fatal is not None:
+                    reason = f"core {fatal[0]} failed"
+                    break
+                if asked is not None:
+                    reason = asked
+                    break
+                if drain and master_empty:
+                    d = runner.drained(master_files)
+                    if d:
+                        reason = "drained"
+                        break
+            if work:
+                empty = 0
+                master_empty = False
+                continue
+            empty += 1
+            master_empty = True
+            if idle_sleep and empty > idle_polls:
+                nxt = ex.next_due()
+                wake = min(next_watch, nxt) if nxt is not None else next_watch
+                time.sleep(max(0.0, min(idle_sleep, wake - now)))
+    finally:
+        if started:
+            ended = runner.stop()
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+        close_errors = rt._close_ports()
+        close_errors += close_dumps(rt._dumps)
+        rt._dumps = []
+        if stop_http is not None:
+            stop_http()
+        try:
+            os.sched_setaffinity(0, old_affinity)
+        except OSError:
+            pass
+    elapsed = time.monotonic() - start
+    finals = runner._snapshots() if started else []
+    rt.metrics.sources.remove(runner._snapshots)
+    rt.metrics.sources.append(lambda: iter(finals))   # what the workers ended with
+    snap = rt.metrics.snapshot()
+    ended[cfg.master_core] = "stopped"
+    result = RunResult(reason, elapsed, snap.pipeline_totals(), _ports_of(rt, snap),
+                       cores=dict(sorted(ended.items())))
+    runner.close()
+    log.info("runtime terminated (%s) after %.2fs", reason, elapsed)
+    if fatal is not None:
+        core, cause = fatal
+        raise WorkerError(f"core {core}: the worker {cause}; the other cores were stopped "
+                          f"cleanly (outputs complete)", core, cause, result)
+    bad = {c: e for c, e in ended.items() if e not in ("stopped",)}
+    if close_errors or bad:
+        raise PortError("; ".join([str(e) for e in close_errors]
+                                  + [f"core {c}: {e}" for c, e in bad.items()]))
+    return result
+
+
+def _ports_of(rt: "Runtime", snap: Snapshot) -> dict[str, dict[str, int]]:
+    """Per port totals, every configured port listed (zeros for ports nothing touched)."""
+    from .metrics import PORT_FIELDS
+    totals = snap.port_totals()
+    return {pc.name: totals.get(pc.name, dict.fromkeys(PORT_FIELDS, 0)) for pc in rt.config.ports}
