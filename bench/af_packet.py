@@ -37,7 +37,7 @@ import _machine  # noqa: E402
 
 # -- the nfkit forwarder (run as a child process inside the forwarder namespace) --------
 
-def child_forward(rx_if: str, tx_if: str, seconds: float, batch: int) -> None:
+def child_forward(rx_if: str, tx_if: str, seconds: float, batch: int, cores: str = "0") -> None:
     """Forward rx_if -> tx_if with examples/l2fwd's default stage (the JIT kernel with
     numba, else the vector stage) for ``seconds``; print the port counters as JSON."""
     import importlib.util
@@ -59,17 +59,18 @@ log_level = "warning"
 [[ports]]
 name = "in"
 device = "af_packet:{rx_if}"
-cores = [0]
+cores = [{cores}]
 rxd = 8192
 [[ports]]
 name = "out"
 device = "af_packet:{tx_if}"
-cores = [0]
+cores = [{cores}]
 txd = 4096
 """)
     rt = Runtime.build(cfg)
     stage = l2fwd.swap_kernel if l2fwd.HAVE_NUMBA else l2fwd.swap
-    rt.add_pipeline_to_core(0, lambda qs: nfkit.Poll(qs["in"]).map(stage).send(qs["out"]))
+    for core in cfg.port("in").cores:      # one pipeline per core: its own queue of each port
+        rt.add_pipeline_to_core(core, lambda qs: nfkit.Poll(qs["in"]).map(stage).send(qs["out"]))
     print("ready", flush=True)
     res = rt.execute(idle_sleep=0)
     print(json.dumps(res.ports), flush=True)
@@ -203,7 +204,21 @@ def bench(seconds: float, batches: list[int], gen_core: int, fwd_core: int) -> d
             m["fwd"] = out.strip()
             results["c"][batch] = m
 
-        # (3) the generator alone (nothing listening on f0): its ceiling on this machine
+        # (3) nfkit on two cores: both ports' queues on cores 0 and 1, spread by
+        # PACKET_FANOUT, one worker process per core (the generator shares a core with one)
+        batch = max(batches)
+        child = lab.popen(fwd_ns, RT + [sys.executable, __file__, "--child-fwd", f0, f1,
+                                        str(seconds + 8), "--batch", str(batch), "--cores", "0,1"])
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"nfkit 2-core forwarder did not start: {line}{child.stderr.read()}")
+        time.sleep(1.5)
+        gen = run_gen(gen_ns, exes["afp_gen"], g0, g1, seconds, gen_core)
+        out, err = child.communicate(timeout=60)
+        results["fanout2"] = {"batch": batch, "gen": gen, "stderr": err[-2000:]}
+
+        # (4) the generator alone (nothing listening on f0): its ceiling on this machine
         results["gen_alone"] = {"gen": run_gen(gen_ns, exes["afp_gen"], g0, g1,
                                                min(seconds, 3), gen_core)}
     return results
@@ -239,6 +254,14 @@ def report(res: dict, seconds: float, cmd: str, where: str) -> str:
         for label, fwd, util, per_cpu in rows:
             lines.append(f"| {label} | {batch} | {fwd:,.0f} | {util:.0%} | {per_cpu:,.0f} | "
                          f"{per_cpu / c_per:.2f}x |")
+    if "fanout2" in res:
+        f2 = res["fanout2"]
+        fwd2, _ = rate(f2["gen"])
+        one, _ = rate(res["nfkit"][f2["batch"]]["gen"])
+        lines += ["", f"Two cores (PACKET_FANOUT, one worker process per core, burst {f2['batch']}): "
+                  f"{fwd2:,.0f} pps forwarded, {fwd2 / one:.2f}x the one-core nfkit run above -- "
+                  "with the generator outside nfkit but on this 2-core machine, so one forwarder "
+                  "core shares its CPU with the generator (a fair scaling figure needs a third core)."]
     _, g_tx = rate(res["gen_alone"]["gen"])
     offered = {b: rate(res["nfkit"][b]["gen"])[1] for b in res["nfkit"]}
     first = min(res["nfkit"])
@@ -266,6 +289,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write the markdown section here (default: stdout)")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--batch", type=int, default=32, help=argparse.SUPPRESS)
+    ap.add_argument("--cores", default="0", help=argparse.SUPPRESS)
     ap.add_argument("--batches", default="32,128", help="burst sizes to run (comma-separated)")
     ap.add_argument("--gen-core", type=int, default=0)
     ap.add_argument("--fwd-core", type=int, default=1)
@@ -283,7 +307,8 @@ def main() -> None:
                           float(args.child_driver[2]), args.batch)
         return
     if args.child_fwd:
-        child_forward(args.child_fwd[0], args.child_fwd[1], float(args.child_fwd[2]), args.batch)
+        child_forward(args.child_fwd[0], args.child_fwd[1], float(args.child_fwd[2]), args.batch,
+                      args.cores)
         return
     if os.geteuid() != 0:
         sys.exit("bench/af_packet.py needs root (namespaces, veth pairs, packet sockets)")

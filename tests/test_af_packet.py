@@ -779,12 +779,20 @@ def test_fanout_across_worker_processes_each_opening_its_own_queue(pair: Veth) -
 
 def test_runtime_with_two_cores_on_one_port_forwards_every_packet_once(pair: Veth) -> None:
     """Through the Runtime: two cores on one af_packet port (with worker processes, the
-    master's queue and the worker's share one fanout group): each packet forwarded once."""
+    master's queue and the worker's share one fanout group): each packet forwarded once,
+    and the Prometheus endpoint (scraped over HTTP) sums both cores' counters."""
     import threading
+
+    from test_multicore import free_port, scrape, total
+
+    mport = free_port()
     rt = Runtime.build(RuntimeConfig.from_toml_text(textwrap.dedent(f"""
         app_name = "afp-2cores"
         master_core = 0
-        duration = 4
+        duration = 12
+        [metrics]
+        listen = "127.0.0.1:{mport}"
+        interval = 0.05
         [[ports]]
         name = "eth1"
         device = "af_packet:{pair.name}"
@@ -794,12 +802,26 @@ def test_runtime_with_two_cores_on_one_port_forwards_every_packet_once(pair: Vet
     rt.add_pipeline_to_port("eth1", lambda q: nfkit.Poll(q).send(q))
     s = raw_socket(pair.peer)
     n = 500
+    sent = threading.Event()
+    seen: dict[str, object] = {}
 
     def sender() -> None:
         time.sleep(1.5)                      # the run (and any worker) has started
         for i in range(n):
             s.send(udp_frame(i, 5000 + i % 64))
+        sent.set()
 
+    def check() -> None:
+        if not sent.is_set():
+            return
+        if rt.metrics.snapshot().total("tx_packets") < n and time.monotonic() < deadline:
+            return                           # not all published yet: look again next tick
+        time.sleep(0.2)                      # > 2 publish intervals: every core up to date
+        seen["samples"] = scrape(mport)
+        rt.stop("checked")
+
+    rt.add_periodic_task_to_core(0, check, 0.1)
+    deadline = time.monotonic() + 10
     t = threading.Thread(target=sender)
     t.start()
     try:
@@ -809,4 +831,12 @@ def test_runtime_with_two_cores_on_one_port_forwards_every_packet_once(pair: Vet
     back = raw_recv(s, udp_seq, n, timeout=3)          # a frame seen twice fails here
     s.close()
     assert sorted(back) == list(range(n))
+    assert res.reason == "checked", res.reason
     assert res.ports["eth1"]["tx_packets"] >= n and res.ports["eth1"]["tx_dropped"] == 0
+    samples = seen["samples"]
+    rx = total(samples, "nfkit_port_packets_total", port="eth1", dir="rx")
+    per_core = [total(samples, "nfkit_port_packets_total", port="eth1", dir="rx", core=c)
+                for c in ("0", "1")]
+    assert rx >= n and sum(per_core) == rx       # the kernel may add its own (IPv6 ND) frames
+    assert all(c > 0 for c in per_core), per_core   # the fanout spread the 64 flows
+    assert total(samples, "nfkit_port_packets_total", port="eth1", dir="tx") == rx
