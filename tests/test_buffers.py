@@ -188,3 +188,14 @@ def test_bad_pool_arguments() -> None:
         Mempool(capacity=0)
     with pytest.raises(ValueError):
         Mempool(capacity=4, buf_size=8)
+
+
+def test_alloc_slots_with_a_data_length(pool: Mempool) -> None:
+    slots = pool.alloc_slots(5, 60)
+    assert pool.data_len[slots].tolist() == [60] * 5
+    assert pool.data_off[slots].tolist() == [pool.headroom] * 5
+    pool.free_slots(slots)
+    assert pool.data_len[pool.alloc_slots(3)].tolist() == [0] * 3
+    with pytest.raises(ValueError, match="outside 0..2048"):
+        pool.alloc_slots(1, 2049)
+    assert pool.in_use == 3

@@ -24,15 +24,16 @@ __all__ = ["AVAILABLE", "alloc_slots", "free_slots", "sum_lengths", "fill_rows"]
 
 if AVAILABLE:
     @numba.njit(cache=True, nogil=True)
-    def alloc_slots(free, top, n, refcnt, data_off, data_len, timestamp, headroom):  # pragma: no cover
-        """Pop ``n`` slots (caller checked ``n <= top``); reset their metadata."""
+    def alloc_slots(free, top, n, refcnt, data_off, data_len, timestamp, headroom, length):  # pragma: no cover
+        """Pop ``n`` slots (caller checked ``n <= top``); reset their metadata (data
+        length ``length``)."""
         out = np.empty(n, dtype=np.int32)
         for i in range(n):
             s = free[top - 1 - i]
             out[i] = s
             refcnt[s] = 1
             data_off[s] = headroom
-            data_len[s] = 0
+            data_len[s] = length
             timestamp[s] = 0
         return out
 

@@ -108,27 +108,30 @@ class Mempool:
                 f"headroom={self.headroom}, in_use={self.in_use})")
 
     # -- slot-level allocation (what batches and drivers use) -------------------------
-    def alloc_slots(self, n: int) -> np.ndarray:
+    def alloc_slots(self, n: int, length: int = 0) -> np.ndarray:
         """Allocate ``n`` buffers, all or nothing; returns their slots as ``int32``.
+        ``length``: their data length (0: empty; a driver that fills them sets it here).
 
         Raises :class:`MempoolExhausted` (nothing allocated) when fewer than ``n`` are free.
         """
         if n < 0:
             raise ValueError(f"cannot allocate a negative number of buffers ({n})")
+        if not 0 <= length <= self.buf_size:
+            raise ValueError(f"length {length} is outside 0..{self.buf_size} (the buffer size)")
         top = self._top
         if n > top:
             raise MempoolExhausted(
                 f"mempool {self.name}: cannot allocate {n} buffers, {top} of {self.capacity} free")
         if _accel.AVAILABLE:
             slots = _accel.alloc_slots(self._free, top, n, self.refcnt, self.data_off,
-                                       self.data_len, self.timestamp, self.headroom)
+                                       self.data_len, self.timestamp, self.headroom, length)
             self._top = top - n
             return slots
         slots = self._free[top - n:top][::-1].copy()
         self._top = top - n
         self.refcnt[slots] = 1
         self.data_off[slots] = self.headroom
-        self.data_len[slots] = 0
+        self.data_len[slots] = length
         self.timestamp[slots] = 0   # a recycled buffer must not keep its last packet's time
         return slots
 

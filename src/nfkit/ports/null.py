@@ -62,7 +62,7 @@ class NullQueue(PortQueue):
             self.counters.rx_dropped += max_packets - k  # no buffers: DPDK's rx_nombuf
         if not k:
             return np.empty(0, dtype=np.int64)
-        slots = pool.alloc_slots(k)
+        slots = pool.alloc_slots(k, n)
         if self.frames is not None:
             h = pool.headroom
             if _accel.AVAILABLE:
@@ -74,7 +74,6 @@ class NullQueue(PortQueue):
         elif self.copy:
             h = pool.headroom
             pool.data[slots, h:h + n] = self.frame
-        pool.data_len[slots] = n
         return slots
 
     def set_frames(self, frames: list[bytes], refill: bool = True) -> None:

@@ -80,6 +80,7 @@ class Kernel:
         self.py_func = fn
         self.extra = extra
         self._compiled = compiled
+        self._keep = np.ones(256, dtype=np.bool_)
         self.__name__ = getattr(fn, "__name__", "kernel")
         self.__qualname__ = getattr(fn, "__qualname__", self.__name__)
 
@@ -95,8 +96,13 @@ class Kernel:
         return Kernel(self.py_func, self.extra + arrays, self._compiled)
 
     def run(self, pool: Any, slots: np.ndarray, python: bool = False) -> np.ndarray:
-        """Run over ``slots`` of ``pool``; returns the keep mask."""
-        keep = np.ones(len(slots), dtype=np.bool_)
+        """Run over ``slots`` of ``pool``; returns the keep mask -- a view of a buffer the
+        kernel reuses, valid until its next run (copy it to keep it)."""
+        n = len(slots)
+        if n > len(self._keep):
+            self._keep = np.ones(max(n, 2 * len(self._keep)), dtype=np.bool_)
+        keep = self._keep[:n]           # reused: the caller consumes it before the next run
+        keep.fill(True)
         if python or not HAVE_NUMBA:
             # as Python: integer arithmetic wraps silently, as it does compiled
             with np.errstate(over="ignore"):
