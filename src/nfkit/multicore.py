@@ -691,17 +691,9 @@ def run_processes(rt: "Runtime") -> "RunResult":
             work = ex.poll()
             now = time.monotonic()
             work += ex.run_timers(now)
-            if pending:
-                sig = UnixSignal(pending.pop(0))
-                log.info("received %s", sig.name)
-                if rt._on_signal(sig):
-                    reason = f"signal {sig.name}"
-                    break
-            if rt._stop_requested:
-                reason = rt._stop_requested
-                break
-            if deadline is not None and now >= deadline:
-                reason = "duration"
+            stop = rt._stop_reason(pending, now, deadline)
+            if stop is not None:
+                reason = stop
                 break
             if now >= next_watch:
                 next_watch = now + _WATCH_INTERVAL

@@ -362,6 +362,20 @@ class Runtime:
             return [self.config.master_core]
         return sorted(self.executors)
 
+    def _stop_reason(self, pending: list[int], now: float, deadline: float | None) -> str | None:
+        """Why a run loop must end now -- a signal the handler says stops on, :meth:`stop`,
+        the duration -- or None to go on.  Takes one pending signal per call."""
+        if pending:
+            sig = UnixSignal(pending.pop(0))
+            log.info("received %s", sig.name)
+            if self._on_signal(sig):
+                return f"signal {sig.name}"
+        if self._stop_requested:
+            return self._stop_requested
+        if deadline is not None and now >= deadline:
+            return "duration"
+        return None
+
     def execute(self, idle_sleep: float = 0.0005) -> RunResult:
         """Run until a signal handler says stop, ``duration`` passes, the app calls
         :meth:`stop`, or (``stop_when_drained``) every pcap input is consumed.
@@ -413,17 +427,9 @@ class Runtime:
                 now = time.monotonic()
                 for ex in executors:
                     work += ex.run_timers(now)
-                if pending:
-                    sig = UnixSignal(pending.pop(0))
-                    log.info("received %s", sig.name)
-                    if self._on_signal(sig):
-                        reason = f"signal {sig.name}"
-                        break
-                if self._stop_requested:
-                    reason = self._stop_requested
-                    break
-                if deadline is not None and now >= deadline:
-                    reason = "duration"
+                stop = self._stop_reason(pending, now, deadline)
+                if stop is not None:
+                    reason = stop
                     break
                 if work:
                     empty_rounds = 0
