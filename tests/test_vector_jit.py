@@ -133,3 +133,9 @@ def test_router_kernel_equals_vector_router() -> None:
     for s_a, s_b, k in zip(sa, sb, keep_k):
         if k:
             assert Mbuf(pa, int(s_a)).to_bytes() == Mbuf(pb, int(s_b)).to_bytes()
+
+
+def test_bound_copies_share_one_compiled_function() -> None:
+    counter = np.zeros(1, np.int64)
+    a, b = route.bind(counter), route.bind(np.zeros(1, np.int64))
+    assert a.compiled is b.compiled is route.bind(counter).compiled

@@ -71,6 +71,9 @@ def csum_adjust(data: np.ndarray, s: int, pos: int, delta: int) -> None:
     put_be16(data, s, pos, (hc - delta) % 0xFFFF)
 
 
+_DISPATCHERS: dict[Callable[..., Any], Any] = {}
+
+
 class Kernel:
     """A compiled (or, without numba, plain) per-packet function over a burst."""
 
@@ -88,7 +91,12 @@ class Kernel:
     def compiled(self) -> Callable[..., Any]:
         """The numba-compiled function (compiled on first use), or the Python one."""
         if self._compiled is None:
-            self._compiled = _jit(self.py_func)
+            # one numba dispatcher per function, shared by every bound copy (a kernel bound
+            # again, e.g. once per core or per table, must not compile again)
+            d = _DISPATCHERS.get(self.py_func)
+            if d is None:
+                d = _DISPATCHERS[self.py_func] = _jit(self.py_func)
+            self._compiled = d
         return self._compiled
 
     def bind(self, *arrays: Any) -> "Kernel":
