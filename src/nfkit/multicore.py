@@ -459,16 +459,21 @@ class _Runner:
             w.proc.kill()
             w.proc.join(2)
 
-    def _abort_start(self, failures: list[str], master_error: BaseException | None) -> None:
-        """Stop every worker after a failed start-up and raise the failure(s)."""
+    def _trigger_stop(self, abort_state: str) -> float:
+        """Pull every worker's stop trigger, and tell those still in ``abort_state`` (not
+        yet running: they wait on their pipe) to abort; returns the deadline to wait to."""
         for w in self.workers.values():
             self.ctrl[w.index] = _STOP
-            if w.state == "ready" and w.conn is not None:
+            if w.state == abort_state and w.conn is not None:
                 try:
                     w.conn.send("abort")
                 except OSError:
                     pass
-        deadline = time.monotonic() + self.cfg.workers.stop_timeout
+        return time.monotonic() + self.cfg.workers.stop_timeout
+
+    def _abort_start(self, failures: list[str], master_error: BaseException | None) -> None:
+        """Stop every worker after a failed start-up and raise the failure(s)."""
+        deadline = self._trigger_stop(abort_state="ready")
         for w in self.workers.values():
             if w.proc is not None:
                 w.proc.join(max(0.0, deadline - time.monotonic()))
@@ -586,14 +591,7 @@ class _Runner:
 
     def stop(self) -> dict[int, str]:
         """Trigger every worker's stop and wait (bounded) for its final counters and exit."""
-        for w in self.workers.values():
-            self.ctrl[w.index] = _STOP
-            if w.state == "starting" and w.conn is not None:
-                try:
-                    w.conn.send("abort")
-                except OSError:
-                    pass
-        deadline = time.monotonic() + self.cfg.workers.stop_timeout
+        deadline = self._trigger_stop(abort_state="starting")
         ended: dict[int, str] = {}
         live = [w for w in self.workers.values() if w.proc is not None and w.state != "dead"]
         while live:
