@@ -40,16 +40,12 @@ import _machine  # noqa: E402
 def child_forward(rx_if: str, tx_if: str, seconds: float, batch: int, cores: str = "0") -> None:
     """Forward rx_if -> tx_if with examples/l2fwd's default stage (the JIT kernel with
     numba, else the vector stage) for ``seconds``; print the port counters as JSON."""
-    import importlib.util
-
     import nfkit
+    from nfkit.cli import load_module
     from nfkit.config import RuntimeConfig
     from nfkit.runtime import Runtime
 
-    spec = importlib.util.spec_from_file_location("l2fwd", ROOT / "examples/l2fwd/l2fwd.py")
-    l2fwd = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(l2fwd)
+    l2fwd = load_module(ROOT / "examples/l2fwd/l2fwd.py")
     cfg = RuntimeConfig.from_toml_text(f"""
 app_name = "afp_l2fwd"
 master_core = 0

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import _machine  # noqa: E402
+import nf_table  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -85,11 +85,8 @@ cores = [0]
 
 def _l2fwd_kernel() -> Any:
     """examples/l2fwd's JIT kernel (swap the Ethernet addresses of a burst)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("l2fwd_example", ROOT / "examples/l2fwd/l2fwd.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)        # type: ignore[union-attr]
-    return mod.swap_kernel
+    from nfkit.cli import load_module
+    return load_module(ROOT / "examples/l2fwd/l2fwd.py").swap_kernel
 
 
 l2fwd_k = _l2fwd_kernel()
@@ -102,16 +99,7 @@ def l2fwd_v(b: Any) -> None:
 
 def pipeline_rate(pipeline: Any, seconds: float) -> float:
     """Packets per second through ``pipeline.run_once()`` over ``seconds``."""
-    for _ in range(50):           # warm up (numba compiles on first use)
-        pipeline.run_once()
-    n = 0
-    t0 = time.perf_counter()
-    while True:
-        for _ in range(64):
-            n += pipeline.run_once()
-        dt = time.perf_counter() - t0
-        if dt >= seconds:
-            return n / dt
+    return nf_table.pipeline_rate(pipeline, seconds, warmup=50, rounds=64)
 
 
 def c_rate(port: Any, burst: int, copy: int, seconds: float) -> float:

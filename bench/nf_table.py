@@ -384,12 +384,8 @@ def _reframe(raw: bytes) -> bytes:
 
 def _load_example(name: str, file: str) -> Any:
     """An example app's module (examples/<name>/<file>)."""
-    import importlib.util
-    path = Path(__file__).resolve().parents[1] / "examples" / name / file
-    spec = importlib.util.spec_from_file_location(f"{name}_example", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)        # type: ignore[union-attr]
-    return mod
+    from nfkit.cli import load_module
+    return load_module(Path(__file__).resolve().parents[1] / "examples" / name / file)
 
 
 def job_nat64(rnd: random.Random) -> Job:
@@ -477,13 +473,15 @@ def _queue(batch: int, frames: list[bytes], refill: bool) -> Any:
     return rt, q
 
 
-def _pipeline_rate(pipeline: Any, seconds: float) -> float:
+def pipeline_rate(pipeline: Any, seconds: float, warmup: int = 3, rounds: int = 8) -> float:
+    """Packets per second through ``pipeline.run_once()`` over ``seconds`` (after ``warmup``
+    untimed runs: numba compiles on first use; the clock is read every ``rounds`` runs)."""
     n = 0
-    for _ in range(3):            # warm up (numba compiles on first use)
+    for _ in range(warmup):
         pipeline.run_once()
     t0 = time.perf_counter()
     while True:
-        for _ in range(8):
+        for _ in range(rounds):
             n += pipeline.run_once()
         dt = time.perf_counter() - t0
         if dt >= seconds:
@@ -571,7 +569,7 @@ def overhead(seconds: float) -> list[str]:
         cells = []
         for batch in BATCHES:
             rt, q = _queue(batch, frames, False)
-            r = _pipeline_rate(nfkit.Poll(q).map(fn).send(q), seconds)
+            r = pipeline_rate(nfkit.Poll(q).map(fn).send(q), seconds)
             cells.append(f"{batch / r * 1e6:.1f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
@@ -606,7 +604,7 @@ def run(quick: bool) -> list[str]:
                 if impl in job.stages:
                     kind, fn = job.stages[impl]
                     rt, q = _queue(batch, job.frames, job.refill)
-                    cells[impl] = _pipeline_rate(getattr(nfkit.Poll(q), kind)(fn).send(q), seconds)
+                    cells[impl] = pipeline_rate(getattr(nfkit.Poll(q), kind)(fn).send(q), seconds)
                 elif impl in job.peers:
                     t = seconds if impl == "dpkt" else seconds / 2
                     cells[impl] = _peer_rate(job.peers[impl], job.frames, batch, t)

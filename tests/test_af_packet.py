@@ -628,10 +628,8 @@ def test_runtime_survives_link_flap(pair: Veth) -> None:
 def test_runtime_l2fwd_vector_pipeline_over_af_packet(netlab: NetLab) -> None:
     """examples/l2fwd's vector stage on an af_packet port: every frame the peer sends comes
     back with its addresses swapped."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("l2fwd_t", EXAMPLES / "l2fwd" / "l2fwd.py")
-    l2fwd = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(l2fwd)
+    from nfkit.cli import load_module
+    l2fwd = load_module(EXAMPLES / "l2fwd" / "l2fwd.py")
     pair = netlab.veth()
     rt = Runtime.build(RuntimeConfig.from_toml_text(textwrap.dedent(f"""
         app_name = "l2fwd-afp"

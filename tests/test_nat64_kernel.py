@@ -3,7 +3,6 @@ on hypothesis-generated mixes (VLAN tags, hop limits, prefixes, options, padding
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +10,13 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from nfkit import Mbuf, Mempool, NfkitError
+from nfkit.cli import load_module
 from nfkit.packets import Ethernet, Ipv4, Ipv6, Tcp
 from nfkit.testing import packet, sr_tcp, v4_tcp, v4_udp, v6_tcp, v6_udp
 
 from test_vector_view import mangled
 
-SPEC = importlib.util.spec_from_file_location(
-    "nat64_example", Path(__file__).parents[1] / "examples" / "nat64" / "nat64.py")
-nat64 = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(nat64)
+nat64 = load_module(Path(__file__).parents[1] / "examples" / "nat64" / "nat64.py")
 
 CLIENTS = st.sampled_from(["2001:db8::1", "2001:db8::2", "2001:db8:ffff::1234:5678", "fe80::1"])
 V6_DST = st.sampled_from(["64:ff9b::c633:6407", "64:ff9b::a00:1", "64:ff9b:1::1", "2001:db8::80"])

@@ -36,8 +36,8 @@ class AppError(click.ClickException):
     """An app file that cannot be loaded or lacks its entry point."""
 
 
-def load_app(path: str | Path) -> Callable[[Any], Any]:
-    """Import the app module at ``path`` and return its ``main(runtime)`` function."""
+def load_module(path: str | Path) -> Any:
+    """Import the Python file at ``path`` (an app, an example) as a module and return it."""
     p = Path(path)
     if not p.is_file():
         raise AppError(f"{p}: no such app file")
@@ -52,7 +52,13 @@ def load_app(path: str | Path) -> Callable[[Any], Any]:
         spec.loader.exec_module(module)
     except Exception as exc:
         raise AppError(f"{p}: importing the app failed: {type(exc).__name__}: {exc}") from exc
-    entry = getattr(module, "main", None)
+    return module
+
+
+def load_app(path: str | Path) -> Callable[[Any], Any]:
+    """Import the app module at ``path`` and return its ``main(runtime)`` function."""
+    p = Path(path)
+    entry = getattr(load_module(p), "main", None)
     if not callable(entry):
         raise AppError(f"{p}: the app must define main(runtime) -> None, which adds its pipelines "
                        "(see docs/writing-an-nf.md)")

@@ -8,7 +8,6 @@ Ports: ``eth1`` faces the IPv6 client, ``eth2`` the IPv4 server, both on one cor
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -20,11 +19,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nat64" / "nat64.py
 
 
 def _load_nat64() -> Any:
-    spec = importlib.util.spec_from_file_location("nfkit_example_nat64", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from nfkit.cli import load_module
+    return load_module(EXAMPLE)
 
 
 def with_macs(translate: Callable[[nfkit.Mbuf], Any], src: nfkit.MacAddr,

@@ -5,7 +5,6 @@ buffer row, so a read past a frame's end raises IndexError instead of reading ga
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import random
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from nfkit import Mbuf, Mempool
+from nfkit.cli import load_module
 from nfkit.packets import Ethernet, Fragment, Ipv4, Ipv6, SegmentRouting, Tcp, Udp
 from nfkit.vector import BatchView
 from nfkit.vector.acl import Acl, AclRule
@@ -23,10 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def example(name: str, file: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / name / file)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_module(ROOT / "examples" / name / file)
 
 
 def frames() -> list[bytes]:
