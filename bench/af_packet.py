@@ -271,6 +271,18 @@ def report(res: dict, seconds: float, cmd: str, where: str) -> str:
                 continue
             lines.append(f"| {label} | {batch} | {fwd:,.0f} | {util:.0%} | {per_cpu:,.0f} | "
                          f"{per_cpu / c_per:.2f}x |")
+    verdicts = []
+    for batch in sorted(res["nfkit"]):
+        n, c = res["nfkit"][batch], res["c"][batch]
+        if check_failed(n["gen"]) or check_failed(c["gen"]) or not n["cpu"] or not c["cpu"]:
+            continue
+        fwd, _ = rate(n["gen"])
+        vs_c = (n["gen"]["total"]["received"] / n["cpu"]) / (c["gen"]["total"]["received"] / c["cpu"])
+        verdicts.append(f"burst {batch}: {fwd / 1e6:.2f} Mpps {'met' if fwd >= 1e6 else '**not met**'}, "
+                        f"{vs_c:.2f}x C {'met' if vs_c >= 0.7 else '**not met**'}")
+    if verdicts:
+        lines += ["", "Targets of issue #5 for the nfkit l2fwd pipeline (>= 1 Mpps per core, >= 0.7x "
+                  "the C forwarder per CPU-second): " + "; ".join(verdicts) + "."]
     if "fanout2" in res:
         f2 = res["fanout2"]
         fwd2, _ = rate(f2["gen"])

@@ -69,6 +69,8 @@ class Job:
     recorded: Callable[[int], list[Any]] | None = None
     # a peer's result as the reference states it (default: the list of frames it made)
     peer_output: Callable[[list[bytes], Any], list[Any]] = lambda frames, out: list(out)
+    # issue #4's target for the best nfkit stage at batch 256, fresh frames (Mpps)
+    target: float | None = None
 
 
 def _frame(build: Callable[[Any], Any]) -> bytes:
@@ -223,7 +225,8 @@ def job_l2fwd(rnd: random.Random) -> Job:
         return [f[6:12] + f[:6] + f[12:] for f in frames]
 
     job = Job("l2fwd (MAC swap)", [_udp4(rnd) for _ in range(N_FRAMES)], False, ref_swap, {
-        "vector": ("map", l2fwd_v), "JIT kernel": ("map", l2fwd_k), "per-packet": ("map", l2fwd_p)})
+        "vector": ("map", l2fwd_v), "JIT kernel": ("map", l2fwd_k), "per-packet": ("map", l2fwd_p)},
+        target=20)
     dpkt = _dpkt()
     if dpkt:
         def l2fwd_dpkt(raws: list[bytes]) -> list[bytes]:
@@ -350,7 +353,7 @@ def job_router(rnd: random.Random) -> Job:
     job = Job("IPv4 router (LPM 10k routes + TTL + checksum)", [_udp4(rnd) for _ in range(N_FRAMES)], True, ref_route, {
         "vector": ("map", route_v), "JIT kernel": ("map", route_k.bind(tbl24, tbl8, macs)),
         "per-packet": ("filter_map", route_p)},
-        note="dpkt/Scapy look routes up in a dict per prefix length (longest first).")
+        note="dpkt/Scapy look routes up in a dict per prefix length (longest first).", target=10)
     dpkt = _dpkt()
     if dpkt:
         def route_dpkt(raws: list[bytes]) -> list[bytes]:
@@ -463,7 +466,7 @@ def job_acl(rnd: random.Random) -> Job:
         note="dpkt/Scapy classify with what a user of those libraries would write (PyAcl: "
              "the rules as ints, indexed by protocol and destination port); nfkit per-packet "
              "runs nfkit's plain reference (every rule in turn, AclRule.matches).",
-        peer_output=lambda frames, verdicts: [f for f, v in zip(frames, verdicts) if v])
+        peer_output=lambda frames, verdicts: [f for f, v in zip(frames, verdicts) if v], target=5)
     dpkt = _dpkt()
     if dpkt:
         def acl_dpkt(raws: list[bytes]) -> list[bool]:
@@ -528,7 +531,7 @@ def job_nat64(rnd: random.Random) -> Job:
                   "JIT kernel": ("map", kn.six_to_four), "per-packet": ("filter_map", pn.six_to_four)},
               note="no numpy-column NAT64: header removal/insertion is a kernel's job (see "
                    "docs/vector.md).  The reference is nfkit per-packet (its own bindings), "
-                   "checked against by dpkt and Scapy too.")
+                   "checked against by dpkt and Scapy too.", target=3)
     gw = nat64.GATEWAY_V4.packed
     dpkt = _dpkt()
     if dpkt:
@@ -757,6 +760,27 @@ def overhead(seconds: float) -> list[str]:
     return lines
 
 
+def targets(jobs: list[Job], results: dict[tuple[str, int, bool], dict[str, float | None]]) -> str:
+    """Issue #4's targets, judged on the fresh-frame rows at batch 256 (best nfkit stage):
+    a rate per job, and 50x dpkt."""
+    said = []
+    for job in jobs:
+        cells = results.get((job.name, 256, True), {})
+        best = max(cells.get("vector") or 0, cells.get("JIT kernel") or 0)
+        dpkt = cells.get("dpkt")
+        parts = []
+        if job.target:
+            parts.append(f"{best / 1e6:.1f} Mpps (target {job.target:g}: "
+                         f"{'met' if best >= job.target * 1e6 else '**not met**'})")
+        if dpkt:
+            parts.append(f"{best / dpkt:.0f}x dpkt (target 50x: "
+                         f"{'met' if best >= 50 * dpkt else '**not met**'})")
+        if parts:
+            said.append(f"{job.name.split(' (')[0]} " + ", ".join(parts))
+    return ("Targets of issue #4 on these rows (fresh frames, batch 256, best nfkit stage): "
+            + "; ".join(said) + ".")
+
+
 def run(quick: bool) -> tuple[list[str], list[str]]:
     """The section's lines, and the output checks that failed (their rows are not timed)."""
     rnd = random.Random(7)
@@ -782,9 +806,10 @@ def run(quick: bool) -> tuple[list[str], list[str]]:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     problems: list[str] = []
+    results: dict[tuple[str, int, bool], dict[str, float | None]] = {}
     for job in jobs:
         for batch, fresh in job_rows(job):
-            cells: dict[str, float | None] = {}
+            cells = results[(job.name, batch, fresh)] = {}
             for impl in IMPLS:
                 if impl in job.stages:
                     kind, fn = job.stages[impl]
@@ -810,6 +835,7 @@ def run(quick: bool) -> tuple[list[str], list[str]]:
     for job in jobs:
         if job.note:
             lines.append(f"- {job.name}: {job.note}")
+    lines += ["", targets(jobs, results)]
     lines += overhead(seconds)
     lines.append("")
     if problems:
