@@ -10,7 +10,10 @@ and sends every packet from f0 out of f1.  The forwarder is (1) nfkit: a Runtime
 ``af_packet`` ports and the l2fwd kernel of examples/l2fwd (its vector stage without numba), and (2) afp_fwd
 (C, bench/c/afp_fwd.c) over the same rings.  Generator and forwarder are pinned to
 different cores.  Rates are what the sink receives per second (median over the run), i.e.
-what the forwarder's single core sustains.
+what the forwarder's single core sustains.  The sink checks every frame it counts: the
+frame sent, byte for byte, with its Ethernet addresses swapped (unchanged for the driver
+alone, which does no header work); a frame of ours that is not is counted as bad, and a
+row with bad frames is reported as failed, not as a rate.
 
     sudo .venv/bin/python bench/af_packet.py --out /tmp/afp.md [--seconds 5]
 """
@@ -119,9 +122,11 @@ def build_c(tmp: Path) -> dict[str, Path]:
 RT: list[str] = []
 
 
-def run_gen(ns, gen: Path, tx_if: str, rx_if: str, seconds: float, core: int) -> dict:
-    res = ns.run(RT + ["taskset", "-c", str(core), str(gen), tx_if, rx_if, str(seconds)],
-                 timeout=seconds + 30)
+def run_gen(ns, gen: Path, tx_if: str, rx_if: str, seconds: float, core: int,
+            expect: str = "swapped") -> dict:
+    """Run afp_gen; ``expect``: the frames come back with their MACs "swapped" or the "same"."""
+    res = ns.run(RT + ["taskset", "-c", str(core), str(gen), tx_if, rx_if, str(seconds), "256",
+                       "60", expect], timeout=seconds + 30)
     if res.returncode != 0:
         raise RuntimeError(f"afp_gen failed: {res.stderr}")
     per_s = []
@@ -131,8 +136,17 @@ def run_gen(ns, gen: Path, tx_if: str, rx_if: str, seconds: float, core: int) ->
         if w[0] == "t":
             per_s.append({"sent": int(w[3]), "received": int(w[5])})
         elif w[0] == "total":
-            total = {"sent": int(w[2]), "received": int(w[4]), "seconds": float(w[8])}
+            total = {"sent": int(w[2]), "received": int(w[4]), "seconds": float(w[8]),
+                     "bad": int(w[10]), "other": int(w[12])}
     return {"per_s": per_s, "total": total}
+
+
+def check_failed(gen: dict) -> str | None:
+    """Why the sink's frames fail the check (bad frames, or none received), else None."""
+    t = gen["total"]
+    if t["bad"] or not t["received"]:
+        return f"{t['received']:,} frames as expected, {t['bad']:,} bad"
+    return None
 
 
 def rate(gen: dict) -> tuple[float, float]:
@@ -150,12 +164,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(ns, gen_ns, exes: dict, g0: str, g1: str, proc, seconds: float, gen_core: int) -> dict:
+def measure(ns, gen_ns, exes: dict, g0: str, g1: str, proc, seconds: float, gen_core: int,
+            expect: str = "swapped") -> dict:
     """Run the generator against the forwarder ``proc``; the forwarder's CPU time over the
     same window gives packets per CPU-second, which holds when other work shares its core."""
     c0 = cpu_seconds(proc.pid)
     t0 = time.monotonic()
-    gen = run_gen(gen_ns, exes["afp_gen"], g0, g1, seconds, gen_core)
+    gen = run_gen(gen_ns, exes["afp_gen"], g0, g1, seconds, gen_core, expect)
     cpu = cpu_seconds(proc.pid) - c0
     wall = time.monotonic() - t0
     return {"gen": gen, "cpu": cpu, "wall": wall}
@@ -184,7 +199,8 @@ def bench(seconds: float, batches: list[int], gen_core: int, fwd_core: int) -> d
                     raise RuntimeError(f"nfkit forwarder did not start: {line}"
                                        f"{child.stderr.read()}")
                 time.sleep(1.0)
-                m = measure(fwd_ns, gen_ns, exes, g0, g1, child, seconds, gen_core)
+                m = measure(fwd_ns, gen_ns, exes, g0, g1, child, seconds, gen_core,
+                            "same" if kind == "driver" else "swapped")
                 out, err = child.communicate(timeout=60)
                 m["ports"] = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
                 m["stderr"] = err[-2000:]
@@ -231,13 +247,15 @@ def report(res: dict, seconds: float, cmd: str, where: str) -> str:
         "per-second counts (first second left out); *per CPU-second* divides everything the "
         "sink received by the CPU time the forwarder process used over the run (it includes "
         "the kernel's transmit work done on its core, and stays meaningful when other "
-        "processes share the core).",
+        "processes share the core).  The sink counts a frame only if it is the frame sent, "
+        "byte for byte, with its Ethernet addresses swapped (unchanged for the driver alone, "
+        "which does no header work): every counted frame is checked.",
         "",
         "| forwarder | burst | forwarded (pps) | forwarder CPU | pps per CPU-second | vs C (per CPU-s) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for batch in sorted(res["nfkit"]):
-        rows = []
+        rows: list = []
         for kind, label in (("nfkit", "nfkit: af_packet ports, l2fwd kernel pipeline (Runtime)"),
                             ("driver", "nfkit: af_packet driver alone (receive_slots -> "
                                        "transmit_slots, no header work)"),
@@ -245,19 +263,38 @@ def report(res: dict, seconds: float, cmd: str, where: str) -> str:
             m = res[kind][batch]
             fwd, _ = rate(m["gen"])
             per_cpu = m["gen"]["total"]["received"] / m["cpu"] if m["cpu"] else float("nan")
-            rows.append((label, fwd, m["cpu"] / m["wall"], per_cpu))
-        c_per = rows[-1][3]
-        for label, fwd, util, per_cpu in rows:
+            rows.append((label, fwd, m["cpu"] / m["wall"], per_cpu, check_failed(m["gen"])))
+        c_per = rows[-1][3] if not rows[-1][4] else float("nan")
+        for label, fwd, util, per_cpu, failed in rows:
+            if failed:
+                lines.append(f"| {label} | {batch} | check failed: {failed} | {util:.0%} | - | - |")
+                continue
             lines.append(f"| {label} | {batch} | {fwd:,.0f} | {util:.0%} | {per_cpu:,.0f} | "
                          f"{per_cpu / c_per:.2f}x |")
+    verdicts = []
+    for batch in sorted(res["nfkit"]):
+        n, c = res["nfkit"][batch], res["c"][batch]
+        if check_failed(n["gen"]) or check_failed(c["gen"]) or not n["cpu"] or not c["cpu"]:
+            continue
+        fwd, _ = rate(n["gen"])
+        vs_c = (n["gen"]["total"]["received"] / n["cpu"]) / (c["gen"]["total"]["received"] / c["cpu"])
+        verdicts.append(f"burst {batch}: {fwd / 1e6:.2f} Mpps {'met' if fwd >= 1e6 else '**not met**'}, "
+                        f"{vs_c:.2f}x C {'met' if vs_c >= 0.7 else '**not met**'}")
+    if verdicts:
+        lines += ["", "Targets of issue #5 for the nfkit l2fwd pipeline (>= 1 Mpps per core, >= 0.7x "
+                  "the C forwarder per CPU-second): " + "; ".join(verdicts) + "."]
     if "fanout2" in res:
         f2 = res["fanout2"]
         fwd2, _ = rate(f2["gen"])
         one, _ = rate(res["nfkit"][f2["batch"]]["gen"])
+        failed = check_failed(f2["gen"])
         lines += ["", f"Two cores (PACKET_FANOUT, one worker process per core, burst {f2['batch']}): "
-                  f"{fwd2:,.0f} pps forwarded, {fwd2 / one:.2f}x the one-core nfkit run above -- "
-                  "with the generator outside nfkit but on this 2-core machine, so one forwarder "
-                  "core shares its CPU with the generator (a fair scaling figure needs a third core)."]
+                  + (f"check failed: {failed}." if failed else
+                     f"{fwd2:,.0f} pps forwarded, {fwd2 / one:.2f}x the one-core nfkit run above")
+                  + " -- with the generator outside nfkit but on this 2-core machine, so one "
+                  "forwarder core shares its CPU with the generator: not a scaling figure.  A "
+                  "fair one needs the generator on cores of its own (a third core, or traffic "
+                  "from another machine through a NIC with RSS)."]
     _, g_tx = rate(res["gen_alone"]["gen"])
     offered = {b: rate(res["nfkit"][b]["gen"])[1] for b in res["nfkit"]}
     first = min(res["nfkit"])
@@ -270,7 +307,9 @@ def report(res: dict, seconds: float, cmd: str, where: str) -> str:
         f"nfkit's ports (burst {first}) counted rx_dropped "
         f"{ports.get('in', {}).get('rx_dropped', 0):,} (receive ring full), tx_dropped "
         f"{ports.get('out', {}).get('tx_dropped', 0):,}; the C forwarder: "
-        f"`{res['c'][first]['fwd']}`.",
+        f"`{res['c'][first]['fwd']}`.  Frames of ours that failed the sink's check: "
+        + ", ".join(f"{k} burst {b}: {res[k][b]['gen']['total']['bad']:,}"
+                    for k in ("nfkit", "driver", "c") for b in sorted(res[k])) + ".",
         "",
         f"Machine: {where}.",
         "",
@@ -324,6 +363,11 @@ def main() -> None:
         args.out.write_text(text)
         print(f"wrote {args.out}")
     print(text)
+    runs = [res[k][b]["gen"] for k in ("nfkit", "driver", "c") for b in res[k]]
+    if "fanout2" in res:
+        runs.append(res["fanout2"]["gen"])
+    if any(check_failed(g) for g in runs):
+        sys.exit("output check failed: the sink got bad frames (or none)")
 
 
 if __name__ == "__main__":

@@ -25,13 +25,13 @@ import numpy as np
 import pytest
 
 import nfkit
-from nfkit import _accel
 from nfkit.buffers import Mbuf, Mempool
 from nfkit.config import PortConfig, RuntimeConfig
 from nfkit.ports import af_packet as afp
 from nfkit.ports.base import Port, PortError, open_port
 from nfkit.runtime import Runtime
 from nfkit.testing.netns import NetLab, Veth
+from nfkit.testing.skips import need_numba, need_root, need_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -197,8 +197,7 @@ def test_missing_interface_names_port_and_interface() -> None:
 
 
 def test_not_root_says_cap_net_raw_is_needed() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to drop to an unprivileged user")
+    need_root("needs root to drop to an unprivileged user")
     code = textwrap.dedent("""
         import os
         from nfkit.buffers import Mempool
@@ -254,8 +253,8 @@ def synthetic_rx_ring(block_size: int, blocks: list[list[tuple[bytes, int, int]]
     return r
 
 
-@pytest.mark.skipif(not _accel.AVAILABLE, reason="numba is not installed")
 def test_rx_kernels_numba_and_python_agree() -> None:
+    need_numba()
     big = marked(9, 300)
     blocks = [
         [(marked(0), 0, 64), (marked(1), 4, 64), (marked(2), 0, 64)],     # 1: outgoing
@@ -303,8 +302,8 @@ def test_rx_kernels_numba_and_python_agree() -> None:
     assert all(ring_status == 0 for ring_status in py_ring.view(np.uint32)[2::8192 // 4])
 
 
-@pytest.mark.skipif(not _accel.AVAILABLE, reason="numba is not installed")
 def test_tx_kernels_numba_and_python_agree() -> None:
+    need_numba()
     rng = np.random.default_rng(7)
     lens = [60, 1514, 1515, 1518, 900, 2000, 64, 61, 1518, 100] * 4
     frames = []
@@ -377,8 +376,8 @@ def test_tx_kernels_numba_and_python_agree() -> None:
 
 @pytest.mark.parametrize("jit", JIT_MODES)
 def test_round_trip_between_two_af_packet_ports(pair: Veth, jit: bool) -> None:
-    if jit and not _accel.AVAILABLE:
-        pytest.skip("numba is not installed")
+    if jit:
+        need_numba()
     pool = Mempool(capacity=8192)
     a = port_on(pair.name, pool, device="net_af_packet0", args=f"iface={pair.name}", jit=jit,
                 rxd=1024)
@@ -669,21 +668,14 @@ def test_runtime_l2fwd_vector_pipeline_over_af_packet(netlab: NetLab) -> None:
 
 
 def _tcpdump() -> str:
-    path = shutil.which("tcpdump")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("tcpdump is required under CI")
-        pytest.skip("tcpdump is not installed")
-    return path
+    return need_tool("tcpdump")
 
 
 def test_ping4d_answers_linux_ping_over_af_packet(netlab: NetLab, tmp_path: Path) -> None:
     """examples/ping4d on an af_packet port answers the Linux ping; the client has a static
     neighbour entry (ping4d does not answer ARP); tcpdump on the client's end sees the
     replies."""
-    ping = shutil.which("ping")
-    if ping is None:
-        pytest.skip("ping is not installed")
+    ping = need_tool("ping", "apt-get install iputils-ping")
     tcpdump = _tcpdump()
     nf = netlab.namespace("nf")
     client = netlab.namespace("cli")

@@ -7,6 +7,7 @@ import pytest
 
 import nfkit
 from nfkit import _accel
+from nfkit.testing.skips import need_numba
 from nfkit import (BadOffset, DoubleFree, Mbuf, Mempool, MempoolExhausted, MbufError,
                    OutOfBuffer)
 
@@ -16,8 +17,8 @@ def bulk_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """Every test runs with the numba fast paths (when installed) and with plain numpy."""
     if request.param == "numpy":
         monkeypatch.setattr(_accel, "AVAILABLE", False)
-    elif not _accel.AVAILABLE:
-        pytest.skip("numba is not installed: the compiled bulk paths are not used")
+    else:
+        need_numba("the compiled bulk paths are not used")
     return request.param
 
 

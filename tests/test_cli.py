@@ -22,6 +22,7 @@ import nfkit
 from nfkit import Mbuf
 from nfkit.packets import Ethernet, Ipv4, Ipv6, Tcp, Udp
 from nfkit.pcap import PcapWriter
+from nfkit.testing.skips import need
 
 ROOT = Path(__file__).resolve().parent.parent
 NFKIT = [sys.executable, "-m", "nfkit.cli"]
@@ -125,8 +126,8 @@ def test_help(tmp_path: Path, command: list[str], expected: list[str], flag: str
 
 def test_installed_script_is_named_nfkit(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "nfkit"
-    if not script.exists():
-        pytest.skip("the nfkit console script is not installed beside this Python")
+    need(script.exists(), "the nfkit console script is not installed beside this Python",
+         "pip install -e .")
     proc = subprocess.run([str(script), "dump", "--help"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("Usage: nfkit dump [OPTIONS] FILE")

@@ -27,6 +27,7 @@ from scapy.utils import rdpcap
 from nfkit.config import RuntimeConfig
 from nfkit.ports.base import PortError, driver_of, uses_dpdk
 from nfkit.ports.dpdk import eal_args, no_huge_megabytes
+from nfkit.testing.skips import need, need_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -42,11 +43,8 @@ def need_dpdk() -> None:
         proc = subprocess.run([sys.executable, "-m", "nfkit.ports._dpdk_build"],
                               capture_output=True, text=True, timeout=300)
         _built.append(None if proc.returncode == 0 else (proc.stderr or proc.stdout).strip())
-    why = _built[0]
-    if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but the DPDK backend cannot be built: {why}")
-        pytest.skip(f"DPDK backend unavailable: {why}")
+    need(_built[0] is None, f"the DPDK backend cannot be built: {_built[0]}",
+         "apt-get install dpdk libdpdk-dev pkg-config gcc; pip install 'nfkit[dpdk]'")
 
 
 def config(text: str, source: str = "t.toml") -> RuntimeConfig:
@@ -223,11 +221,9 @@ def test_ping4d_on_dpdk_pcap_independently(tmp_path: Path) -> None:
         rebuilt = rep.copy()
         del rebuilt[IP].chksum, rebuilt[ICMP].chksum
         assert bytes(rebuilt.__class__(bytes(rebuilt))) == bytes(rep)   # checksums valid
-    tcpdump = shutil.which("tcpdump")
-    if tcpdump:
-        out = subprocess.run([tcpdump, "-nn", "-r", str(work / "replies.pcap")],
-                             capture_output=True, text=True, check=True).stdout.splitlines()
-        assert len(out) == 4 and all("ICMP echo reply" in line for line in out)
+    out = subprocess.run([need_tool("tcpdump"), "-nn", "-r", str(work / "replies.pcap")],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(out) == 4 and all("ICMP echo reply" in line for line in out)
 
 
 # -- net_ring: a long run, aborts, no leaks ---------------------------------------------------

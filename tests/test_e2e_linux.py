@@ -30,6 +30,7 @@ from typing import IO
 import pytest
 
 from nfkit.testing.netns import Namespace, NetLab
+from nfkit.testing.skips import need_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -39,12 +40,7 @@ NFKIT = [sys.executable, "-m", "nfkit.cli"]
 
 def need(tool: str) -> str:
     """The path of ``tool``; skip without it (fail under CI=true)."""
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{tool} is required under CI (bash .ci/run installs it)")
-        pytest.skip(f"{tool} is not installed")
-    return path
+    return need_tool(tool, "bash .ci/run installs it")
 
 
 def device(iface: str) -> tuple[str, str | None]:

@@ -18,18 +18,15 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
+from nfkit.testing.skips import need_tool
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 NFKIT = [sys.executable, "-m", "nfkit.cli"]
 
 
 def need_tcpdump() -> str:
-    path = shutil.which("tcpdump")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("tcpdump is required under CI (bash .ci/run installs it)")
-        pytest.skip("tcpdump is not installed (apt-get install tcpdump)")
-    return path
+    return need_tool("tcpdump")
 
 
 def run_example(tmp_path: Path, name: str, app: str, config: str, *extra: str,

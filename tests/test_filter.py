@@ -7,8 +7,6 @@ Most tests run expressions over one catalogue of packets built with nfkit (modul
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,6 +24,7 @@ from nfkit.packets.dissect import dissect
 from nfkit.packets.gre import Gre
 from nfkit.packets.gtpu import GtpU
 from nfkit.packets.vxlan import Vxlan
+from nfkit.testing.skips import need_tool
 
 POOL = Mempool(capacity=127, name="filter-tests")
 MAC1, MAC2, MAC3 = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"
@@ -672,11 +671,7 @@ def differential(tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[tuple[str, Path, list[Mbuf], list[bool]]]:
     """tcpdump's path, a pcap of :func:`_scapy_packets`, the same frames as Mbufs, and
     which of them are VLAN-tagged."""
-    tcpdump = shutil.which("tcpdump")
-    if tcpdump is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("tcpdump is required in CI for the differential filter test")
-        pytest.skip("tcpdump is not installed (apt-get install tcpdump): differential test skipped")
+    tcpdump = need_tool("tcpdump")
     from scapy.utils import wrpcap
     pkts = _scapy_packets()
     frames = []

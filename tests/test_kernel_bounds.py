@@ -9,13 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
+from nfkit.testing.skips import need
 from nfkit.vector import HAVE_NUMBA
 
 
-@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed: nothing is compiled")
 def test_compiled_readers_stay_inside_the_frame(tmp_path: Path) -> None:
+    need(HAVE_NUMBA, "numba is not installed: nothing is compiled", "pip install 'nfkit[jit]'")
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, str(Path(__file__).parent / "kernel_bounds" / "run.py")],
                           capture_output=True, text=True, env=env, timeout=600)

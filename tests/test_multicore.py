@@ -30,11 +30,10 @@ from nfkit.multicore import WorkerError, available_cpus, shared_array
 from nfkit.packets import Ethernet, Ipv4, Udp
 from nfkit.pcap import PcapWriter
 from nfkit.runtime import CoreError, RunError, Runtime
+from nfkit.testing.skips import need
 
-if not {0, 1} <= available_cpus():
-    if os.environ.get("CI") == "true":
-        raise RuntimeError("the multi-core tests need CPUs 0 and 1 (CI must provide them)")
-    pytest.skip("the multi-core tests need CPUs 0 and 1", allow_module_level=True)
+need({0, 1} <= available_cpus(), "the multi-core tests need CPUs 0 and 1",
+     "a machine (or cpuset) with two CPUs", module=True)
 
 
 def cfg(text: str, base: Path | None = None) -> RuntimeConfig:

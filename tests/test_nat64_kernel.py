@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from nfkit import Mbuf, Mempool, NfkitError
 from nfkit.cli import load_module
@@ -52,7 +52,6 @@ def kernel(k: Any, raws: list[bytes], python: bool) -> list[bytes | None]:
 
 
 @given(st.lists(mangled(SIX), min_size=1, max_size=20), st.lists(mangled(FOUR), max_size=20))
-@settings(max_examples=60)
 def test_kernels_equal_per_packet_both_ways(six: list[bytes], four: list[bytes]) -> None:
     ref = nat64.Nat64()
     want6 = per_packet(ref.six_to_four, six)

@@ -8,6 +8,7 @@ import pytest
 from nfkit import Mbuf, _accel
 from nfkit.config import RuntimeConfig
 from nfkit.runtime import Runtime
+from nfkit.testing.skips import need_numba
 
 
 def null_queue(copy: int = 1, capacity: int = 255):
@@ -25,8 +26,8 @@ FRAMES = [bytes([i]) * 60 for i in range(5)]
 def test_set_frames_refill_hands_out_the_frames_in_turn(compiled: bool, monkeypatch) -> None:
     if not compiled:
         monkeypatch.setattr(_accel, "AVAILABLE", False)
-    elif not _accel.AVAILABLE:
-        pytest.skip("numba is not installed")
+    else:
+        need_numba()
     rt, q = null_queue()
     q.set_frames(FRAMES)
     got = []

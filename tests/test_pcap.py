@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import struct
 import subprocess
@@ -22,9 +21,9 @@ from nfkit import Mbuf, Mempool
 from nfkit.errors import NfkitError
 from nfkit.pcap import (PcapCorrupt, PcapDamaged, PcapError, PcapFormatError, PcapReader,
                         PcapTruncated, PcapWriter)
+from nfkit.testing.skips import need_tool
 
 T0 = 1_700_000_000_000_000_000  # ns, Nov 2023
-IN_CI = os.environ.get("CI") == "true"
 
 
 # -- file builders (struct, independent of nfkit) ---------------------------------------
@@ -270,13 +269,7 @@ def test_scapy_reads_nfkit(tmp_path: Path, pool: Mempool, ns: bool) -> None:
 
 
 def _tcpdump() -> str:
-    exe = shutil.which("tcpdump") or next(
-        (p for p in ("/usr/sbin/tcpdump", "/usr/bin/tcpdump") if os.access(p, os.X_OK)), None)
-    if exe is None:
-        if IN_CI:
-            pytest.fail("tcpdump is not installed but CI=true: the CI script must install it")
-        pytest.skip("tcpdump is not installed (apt-get install tcpdump); required when CI=true")
-    return exe
+    return need_tool("tcpdump")        # also looks in the sbin directories
 
 
 _TS_LINE = re.compile(r"^(\d+)\.(\d+) ")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from nfkit.ports import tap
 from nfkit.ports.base import PortError
 from nfkit.ports.tap import KniDisabled, KniError, KniNotAcquired
 from nfkit.runtime import Runtime
+from nfkit.testing.skips import need, need_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 _n = itertools.count()
@@ -37,10 +37,7 @@ def need_tap() -> None:
         why = "TAP interfaces need root (CAP_NET_ADMIN)"
     elif not os.path.exists(tap.TUN_PATH):
         why = f"{tap.TUN_PATH} is missing (modprobe tun)"
-    if why:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {why}")
-        pytest.skip(why)
+    need(why is None, str(why), "run as root with the tun module loaded")
 
 
 def unique(tag: str) -> str:
@@ -134,10 +131,7 @@ def test_missing_tun_device_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_without_privilege_says_so() -> None:
     need_tap()
-    if shutil.which("unshare") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("unshare (util-linux) is required under CI")
-        pytest.skip("unshare (util-linux) is not installed")
+    need_tool("unshare", "apt-get install util-linux")
     code = ("from nfkit.config import RuntimeConfig\nfrom nfkit.runtime import Runtime\n"
             "Runtime.build(RuntimeConfig.model_validate({'app_name': 'x', 'master_core': 0, "
             f"'ports': [{{'name': 't0', 'device': 'tap:{unique('np')}', 'cores': [0]}}]}}))\n")

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from doubles import ListRx, ListTx
 from nfkit import Mbuf, Poll
@@ -60,7 +60,6 @@ def test_flow_key_kernel_equals_per_packet(raws: list[bytes]) -> None:
 
 
 @given(raw_batches(), rules())
-@settings(max_examples=80)
 def test_acl_numpy_kernel_and_per_packet_agree(raws: list[bytes], acl: Acl) -> None:
     pool, slots, ms = load(raws)
     want = [reference_match(acl, m) for m in ms]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from doubles import ListRx, ListTx
 from nfkit import Mbuf, Mempool, Poll
 from nfkit.packets import Ethernet, Ipv4, Udp
 from nfkit.testing import v4_udp
+from nfkit.testing.skips import need
 from nfkit.vector import HAVE_NUMBA, kernel
 from nfkit.vector.jit import be16, csum_adjust, put_be16
 
@@ -41,7 +41,6 @@ def load(raws: list[bytes]) -> tuple[Mempool, np.ndarray]:
 
 
 @given(st.lists(v4_udp(ipv4_ttl=st.integers(0, 3)), min_size=1, max_size=20))
-@settings(max_examples=30)
 def test_compiled_and_python_kernels_agree(ms: list[Mbuf]) -> None:
     raws = [m.to_bytes() for m in ms]
     Mbuf.free_bulk(ms)
@@ -86,8 +85,8 @@ def test_helpers() -> None:
     assert be16(data, 1, 2) == 0xBEEF and data[1, 2] == 0xBE
 
 
-@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed (pip install nfkit[jit])")
 def test_numba_is_used_when_installed() -> None:
+    need(HAVE_NUMBA, "numba is not installed", "pip install 'nfkit[jit]'")
     assert "numba" in repr(route) and hasattr(route.compiled, "signatures")
 
 

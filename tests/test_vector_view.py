@@ -13,6 +13,7 @@ from nfkit import Mbuf, Mempool, Poll, vectorized
 from nfkit.packets import (Arp, Ethernet, Fragment, Ipv4, Ipv6, SegmentRouting, Tcp, Udp)
 from nfkit.packets.dissect import dissect
 from nfkit.testing import sr_tcp, v4_icmp, v4_tcp, v4_udp, v6_icmp, v6_tcp, v6_udp
+from nfkit.testing.skips import need
 from nfkit.testing.strategies import packet
 from nfkit.vector import BatchView
 
@@ -22,8 +23,9 @@ from doubles import ListRx, ListTx
 def classification(request: pytest.FixtureRequest) -> Any:
     """Every test here runs with the compiled burst classification and the numpy one."""
     from nfkit.vector import _classify, view
-    if request.param == "compiled" and not _classify.AVAILABLE:
-        pytest.skip("numba is not installed: no compiled classification")
+    if request.param == "compiled":
+        need(_classify.AVAILABLE, "numba is not installed: no compiled classification",
+             "pip install 'nfkit[jit]'")
     old = view.COMPILED
     view.COMPILED = request.param == "compiled"
     yield request.param

@@ -2,17 +2,18 @@
 
 - ``netlab``: a :class:`nfkit.testing.netns.NetLab` (namespaces and veth pairs), torn down
   after the test even when it fails.  Without root or ``ip netns`` the test is skipped with
-  the reason -- except under ``CI=true``, where it fails: CI must run these tests.
+  the reason -- except under ``CI=true``, where it fails: CI must run these tests
+  (:mod:`nfkit.testing.skips`, which your own tests can use for the same rule).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
 import pytest
 
 from .netns import NetLab, unavailable_reason
+from .skips import need
 
 _reason: list[str | None] = []
 
@@ -21,11 +22,7 @@ def require_netns() -> None:
     """Skip (or, under CI=true, fail) the calling test when namespaces are unavailable."""
     if not _reason:
         _reason.append(unavailable_reason())
-    why = _reason[0]
-    if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {why}")
-        pytest.skip(why)
+    need(_reason[0] is None, str(_reason[0]), "root and iproute2 (apt-get install iproute2)")
 
 
 @pytest.fixture
