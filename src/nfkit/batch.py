@@ -71,7 +71,8 @@ class PacketRx(Protocol):
 
 class PacketTx(Protocol):
     """A sink of packets.  ``transmit`` takes ownership: what it cannot send it frees and
-    counts as dropped."""
+    counts as dropped.  One that raises keeps nothing: the pipeline counts the packets as
+    aborted and frees those still allocated."""
 
     def transmit(self, mbufs: list[Mbuf]) -> None: ...
 
@@ -396,6 +397,8 @@ class _Run:
         """Free what was dropped and aborted, in bulk.  A stage that freed a packet itself
         (the pipeline still owned it) makes the bulk free refuse: then each buffer still
         allocated is freed, and it is logged -- nothing else leaks, nothing is freed twice."""
+        if self.moved:
+            self._leaving()     # a buffer two dropped packets carried is freed once
         if self.to_free:
             try:
                 Mbuf.free_bulk(self.to_free)
@@ -678,8 +681,8 @@ class Batch:
         return self._then(_stage_for(pred, "filter", _filter_stage))
 
     def filter_map(self, f: Callable[[Any], Any]) -> "Batch":
-        """``f`` returns the packet to keep (possibly transformed) or ``None`` to drop it
-        (capsule's ``Either::Keep`` / ``Either::Drop``)."""
+        """``f`` returns the packet to keep (possibly transformed, or in another buffer: as
+        :meth:`map`) or ``None`` to drop it (capsule's ``Either::Keep`` / ``Either::Drop``)."""
         return self._then(_map_stage(f, "filter_map"))
 
     def for_each(self, f: Callable[[Any], Any]) -> "Batch":
