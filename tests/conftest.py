@@ -20,8 +20,8 @@ settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 #: every test their pools must be back to idle -- the ``pool`` fixture's and the default
 #: pool (the runtime's, when a test made one).  A test that keeps buffers frees them.
 #: NFKIT_LEAK_CHECK_ALL=1 checks every module.
-LEAK_CHECKED = ("test_batch", "test_vector_", "test_nat64_kernel", "test_kernel_bounds", "test_runtime",
-                "test_multicore", "test_null_port")
+LEAK_CHECKED = ("test_batch", "test_vector_", "test_nat64_kernel", "test_kernel_bounds",
+                "test_runtime", "test_multicore", "test_null_port")
 
 
 def _leak_checked(request: pytest.FixtureRequest) -> bool:
@@ -54,8 +54,8 @@ def _default_pool_is_idle_after(request: pytest.FixtureRequest) -> Iterator[None
     idle = before.in_use if before is not None else 0
     yield
     if before is not None:
-        assert before.in_use == idle, (f"default pool {before.name}: {before.in_use} buffers in use "
-                                       f"after the test, {idle} before")
+        assert before.in_use == idle, (f"default pool {before.name}: {before.in_use} buffers "
+                                       f"in use after the test, {idle} before")
     after = _current_default_pool()
     if after is not None and after is not before:
         assert after.in_use == 0, (f"pool {after.name} (made the default during the test): "

@@ -54,12 +54,14 @@ def test_replaced_in_the_run_result_and_the_metrics() -> None:
     """The runtime's RunResult and the Prometheus text carry ``replaced`` with the others
     (``nfkit run`` prints it: tests/test_examples.py, ping4d)."""
     rt = Runtime.build(RuntimeConfig.from_toml_text(
-        'app_name = "t"\nmaster_core = 0\n[[ports]]\nname = "eth1"\ndevice = "net_ring0"\ncores = [0]\n'))
+        'app_name = "t"\nmaster_core = 0\n'
+        '[[ports]]\nname = "eth1"\ndevice = "net_ring0"\ncores = [0]\n'))
     q = rt.port("eth1").queues[0]
     q.inject([udp4(rt.pool, d) for d in (1, 2, 3)])
     rt.add_pipeline_to_port("eth1", lambda q: Poll(q).filter(lambda m: port(m) != 2).replace(
         lambda m: Mbuf.from_bytes(m.to_bytes(), rt.pool)).send(q))
-    rt.add_periodic_task_to_core(0, lambda: rt.stop("done") if q.counters.tx_packets == 2 else None, 0.01)
+    rt.add_periodic_task_to_core(
+        0, lambda: rt.stop("done") if q.counters.tx_packets == 2 else None, 0.01)
     res = rt.execute()
     text = rt.metrics.prometheus_text()
     Mbuf.free_bulk(q.drain())
@@ -141,7 +143,8 @@ OPS: dict[str, Callable[[Batch, int, Env], Batch]] = {
     "filter_map": lambda b, k, e: b.filter_map(_filter_map(e, k)),
     "for_each": lambda b, k, e: b.for_each(lambda p: None),
     "inspect": lambda b, k, e: b.inspect(lambda d, p: None),
-    "replace new": lambda b, k, e: b.replace(lambda p: Mbuf.from_bytes(p.reset().to_bytes(), e.pool)),
+    "replace new": lambda b, k, e: b.replace(
+        lambda p: Mbuf.from_bytes(p.reset().to_bytes(), e.pool)),
     "replace same": lambda b, k, e: b.replace(lambda p: p),
     "replace other pool": lambda b, k, e: b.replace(
         lambda p: Mbuf.from_bytes(p.reset().to_bytes(), e.other) if port(p) % k else p),
@@ -149,7 +152,8 @@ OPS: dict[str, Callable[[Batch, int, Env], Batch]] = {
     "same buffer twice": lambda b, k, e: b.map(First(e)),
     "emit": lambda b, k, e: b.filter(lambda p: port(p) % k != 0).group_by(
         lambda p: port(p) % 2, {0: lambda g: g.emit(e.sink())}),
-    "emit raises": lambda b, k, e: b.group_by(lambda p: port(p) % k, {0: lambda g: g.emit(RaisingTx())}),
+    "emit raises": lambda b, k, e: b.group_by(
+        lambda p: port(p) % k, {0: lambda g: g.emit(RaisingTx())}),
     "vector filter": lambda b, k, e: b.filter(vectorized(lambda v: v.udp.dst_port % k != 0)),
     "vector map aborts": lambda b, k, e: b.map(vectorized(lambda v: 42)),
     "kernel": lambda b, k, e: b.filter(k_drop_odd),
@@ -186,7 +190,8 @@ def build(b: Batch, ops: list[Op], env: Env) -> Batch:
 @given(ops=CHAINS, ports=st.lists(st.integers(1, 40), max_size=12),
        junk=st.lists(st.sampled_from(["non-packet", "duplicate"]), max_size=2))
 @settings(max_examples=200)
-def test_counters_add_up_and_nothing_leaks(ops: list[Op], ports: list[int], junk: list[str]) -> None:
+def test_counters_add_up_and_nothing_leaks(ops: list[Op], ports: list[int],
+                                           junk: list[str]) -> None:
     env = Env()
     rx, tx = ListRx([]), ListTx()
     pl = build(Poll(rx), ops, env).send(tx)

@@ -8,16 +8,19 @@ exactly one disposition, and that no buffer left the pipeline twice.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pytest
 
-from nfkit import DoubleFree, Mbuf, Mempool, vectorized
+from nfkit import DoubleFree, Mbuf, Mempool, set_default_pool, vectorized
 from nfkit.batch import Batch, Poll, poll_fn
 from nfkit.packets import Ethernet, Ipv4, Udp
 from nfkit.vector import kernel
 from doubles import ListRx, ListTx
+
+pytest_plugins = ["pytester"]
 
 BURST = 16
 
@@ -101,14 +104,19 @@ ABORTING: dict[str, tuple[Callable[[Batch], Batch], tuple[str, ...]]] = {
     "map returns None": (lambda b: b.map(lambda m: None), ("map(", "returned None")),
     "map returns 42": (lambda b: b.map(lambda m: 42), ("map(", "returned int 42")),
     "map after parse returns a str": (
-        lambda b: b.map(lambda m: m.parse(Ethernet)).map(lambda e: "x"), ("map(", "returned str 'x'")),
-    "filter_map returns 42": (lambda b: b.filter_map(lambda m: 42), ("filter_map(", "returned int 42")),
+        lambda b: b.map(lambda m: m.parse(Ethernet)).map(lambda e: "x"),
+        ("map(", "returned str 'x'")),
+    "filter_map returns 42": (
+        lambda b: b.filter_map(lambda m: 42), ("filter_map(", "returned int 42")),
     "replace returns None": (lambda b: b.replace(lambda m: None), ("replace(", "returned None")),
     "replace returns 42": (lambda b: b.replace(lambda m: 42), ("replace(", "returned int 42")),
-    "filter truth raises": (lambda b: b.filter(lambda m: np.array([True, False])), ("filter(", "ambiguous")),
-    "group_by unhashable key": (lambda b: b.group_by(lambda m: [], {}), ("group_by(", "unhashable")),
+    "filter truth raises": (
+        lambda b: b.filter(lambda m: np.array([True, False])), ("filter(", "ambiguous")),
+    "group_by unhashable key": (
+        lambda b: b.group_by(lambda m: [], {}), ("group_by(", "unhashable")),
     "group_by arm map returns None": (
-        lambda b: b.group_by(lambda m: 1, {1: lambda g: g.map(lambda m: None)}), ("map(", "returned None")),
+        lambda b: b.group_by(lambda m: 1, {1: lambda g: g.map(lambda m: None)}),
+        ("map(", "returned None")),
     "group_by default arm returns 42": (
         lambda b: b.group_by(lambda m: 2, {1: lambda g: g}, default=lambda g: g.map(lambda m: 42)),
         ("map(", "returned int 42")),
@@ -116,15 +124,23 @@ ABORTING: dict[str, tuple[Callable[[Batch], Batch], tuple[str, ...]]] = {
         lambda b: b.group_by(lambda m: 1, {1: lambda g: g.map(lambda m: None).emit(ListTx())}),
         ("map(", "returned None")),
     "vector map returns 42": (lambda b: b.map(v_map_42), ("map(@vectorized v_map_42)", "int")),
-    "vector filter returns None": (lambda b: b.filter(v_filter_none), ("filter(@vectorized v_filter_none)", "boolean keep mask")),
-    "vector filter mask too short": (lambda b: b.filter(v_filter_short), ("filter(@vectorized", "expected a boolean mask")),
-    "vector filter int mask": (lambda b: b.filter(v_filter_int), ("filter(@vectorized", "expected a boolean mask")),
-    "vector group_by key too short": (lambda b: b.group_by(v_key_short, {}), ("group_by(@vectorized v_key_short)", "key column")),
-    "vector group_by unsortable keys": (lambda b: b.group_by(v_key_unsortable, {}), ("group_by(@vectorized v_key_unsortable)", "not supported")),
+    "vector filter returns None": (
+        lambda b: b.filter(v_filter_none), ("filter(@vectorized v_filter_none)", "keep mask")),
+    "vector filter mask too short": (
+        lambda b: b.filter(v_filter_short), ("filter(@vectorized", "expected a boolean mask")),
+    "vector filter int mask": (
+        lambda b: b.filter(v_filter_int), ("filter(@vectorized", "expected a boolean mask")),
+    "vector group_by key too short": (
+        lambda b: b.group_by(v_key_short, {}), ("group_by(@vectorized v_key_short)", "key column")),
+    "vector group_by unsortable keys": (
+        lambda b: b.group_by(v_key_unsortable, {}),
+        ("group_by(@vectorized v_key_unsortable)", "not supported")),
     "kernel raises": (lambda b: b.map(k_raises), ("map(kernel k_raises)", "kernel says no")),
-    "kernel as filter raises": (lambda b: b.filter(k_raises), ("filter(kernel k_raises)", "kernel says no")),
+    "kernel as filter raises": (
+        lambda b: b.filter(k_raises), ("filter(kernel k_raises)", "kernel says no")),
     "vector stage after a per-packet stage": (
-        lambda b: b.map(lambda m: m.parse(Ethernet)).filter(v_filter_none), ("filter(@vectorized v_filter_none)", "boolean keep mask")),
+        lambda b: b.map(lambda m: m.parse(Ethernet)).filter(v_filter_none),
+        ("filter(@vectorized v_filter_none)", "keep mask")),
 }
 
 
@@ -148,8 +164,8 @@ def test_vector_group_by_nan_keys_lose_nothing(pool: Mempool) -> None:
     """np.unique gives NaN once, and NaN == NaN is False: the packets must still go on."""
     keys = vectorized(lambda b: np.where(np.arange(b.n) % 2, np.nan, 1.0))
     seen: list[int] = []
-    pl, sent = run_bursts(pool, lambda b: b.group_by(keys, {1.0: lambda g: g}, default=lambda g: g.for_each(
-        lambda m: seen.append(1))))
+    pl, sent = run_bursts(pool, lambda b: b.group_by(
+        keys, {1.0: lambda g: g}, default=lambda g: g.for_each(lambda m: seen.append(1))))
     assert pl.stats.act == len(sent) == pl.stats.received and len(seen) == pl.stats.received // 2
 
 
@@ -244,10 +260,11 @@ def test_two_packets_on_one_buffer_dropped_or_sent(keeps: tuple[bool, bool], poo
 def test_an_emitted_buffer_is_not_sent_again(pool: Mempool) -> None:
     other = ListTx()
     pl, sent = run_bursts(pool, lambda b: b.group_by(
-        lambda m: m.parse(Ethernet).parse(Ipv4).parse(Udp).dst_port % 2, {1: lambda g: g.emit(other)})
-        .map(lambda m: other.sent[0]), others=(other,), bursts=1)
+        lambda m: m.parse(Ethernet).parse(Ipv4).parse(Udp).dst_port % 2,
+        {1: lambda g: g.emit(other)}).map(lambda m: other.sent[0]), others=(other,), bursts=1)
     st = pl.stats
-    assert st.emit == st.abort == st.replaced == BURST // 2 and st.act == 0 and len(sent) == BURST // 2
+    assert st.emit == st.abort == st.replaced == BURST // 2
+    assert st.act == 0 and len(sent) == BURST // 2
 
 
 def test_a_stage_returning_a_freed_buffer_aborts(pool: Mempool) -> None:
@@ -262,7 +279,8 @@ def test_a_stage_freeing_the_packet_itself_does_not_crash(pool: Mempool,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     n = iter(range(10**6))
     with caplog.at_level(logging.WARNING, "nfkit.batch"):
-        pl, _ = run_bursts(pool, lambda b: b.filter(lambda m: m.free() if next(n) % 4 == 0 else False))
+        pl, _ = run_bursts(pool, lambda b: b.filter(
+            lambda m: m.free() if next(n) % 4 == 0 else False))
     assert pl.stats.drop == pl.stats.received
     assert any("freed" in r.getMessage() for r in caplog.records)
 
@@ -353,3 +371,49 @@ def test_free_bulk_of_a_freed_buffer_still_raises(pool: Mempool) -> None:
     m.free()
     with pytest.raises(DoubleFree):
         Mbuf.free_bulk([m])
+
+
+# -- the leak check itself ----------------------------------------------------------------
+
+
+def test_the_fixture_level_leak_check_catches_a_leak(pytester: pytest.Pytester) -> None:
+    """tests/conftest.py fails a batch-layer test that leaves a buffer allocated, in the
+    ``pool`` fixture's pool or the default pool, at teardown; other modules are not checked."""
+    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    leaky = """
+        from nfkit import Mbuf
+        def test_pool_fixture(pool):
+            Mbuf.alloc(pool)
+        def test_default_pool():
+            Mbuf.alloc()
+        def test_clean(pool):
+            Mbuf.alloc(pool).free()
+    """
+    pytester.makepyfile(test_batch_leaky=leaky, test_elsewhere=leaky)
+    prev = set_default_pool(None)        # in process: the inner tests' default pool is theirs
+    try:
+        res = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    finally:
+        set_default_pool(prev)
+    res.assert_outcomes(passed=6, errors=2)
+    res.stdout.fnmatch_lines(["*ERROR at teardown of test_pool_fixture*",
+                              "*1 buffers of the test's pool still in use*"])
+    res.stdout.fnmatch_lines(["*ERROR at teardown of test_default_pool*"])
+    assert "test_elsewhere" not in "".join(line for line in res.stdout.lines if "ERROR" in line)
+
+
+def test_strategies_free_the_packets_of_discarded_examples() -> None:
+    """Hypothesis stops drawing some examples half way (out of data); the Mbufs built so
+    far never reach the test, so the strategy frees them when the example ends."""
+    from hypothesis import given, settings, strategies as st
+    from nfkit.testing import v4_udp
+    p = Mempool(capacity=1023, name="strategies")
+    ran = []
+
+    @given(st.lists(v4_udp(pool=p), min_size=1, max_size=30))
+    @settings(max_examples=60, derandomize=True, database=None)
+    def owns_what_it_gets(ms: list[Mbuf]) -> None:
+        ran.append(len(ms))
+        Mbuf.free_bulk(ms)
+    owns_what_it_gets()
+    assert len(ran) >= 60 and p.in_use == 0

@@ -203,8 +203,8 @@ class _Run:
     every exit checks that no buffer leaves twice.
     """
 
-    __slots__ = ("pipeline", "to_free", "slots_to_free", "emitted", "dropped", "aborted", "replaced",
-                 "finished", "moved", "sent_ids", "held")
+    __slots__ = ("pipeline", "to_free", "slots_to_free", "emitted", "dropped", "aborted",
+                 "replaced", "finished", "moved", "sent_ids", "held")
 
     def __init__(self, pipeline: "Pipeline", record: bool) -> None:
         self.pipeline = pipeline
@@ -272,8 +272,9 @@ class _Run:
         if q is mp or (q.slot == mp.slot and q.pool is mp.pool):
             return r
         if not _allocated(q):
-            self.abort(p, ValueError(f"{stage} returned a packet in buffer {q.slot} of {q.pool.name}, "
-                                     "which is not allocated (freed already?)"), stage)
+            why = (f"{stage} returned a packet in buffer {q.slot} of {q.pool.name}, which is "
+                   "not allocated (freed already?)")
+            self.abort(p, ValueError(why), stage)
             return None
         # Another buffer: the packet is replaced; the original goes back to the pool.
         self.to_free.append(mp)
@@ -312,8 +313,9 @@ class _Run:
         for m in mbufs:
             k = _key(m)
             if k in gone or id(m) in self.sent_ids:
-                self.abort(m, ValueError(f"buffer {m.slot} of {m.pool.name} is carried by two packets "
-                                         "of the burst (a stage returned it twice?)"), stage, free=False)
+                why = (f"buffer {m.slot} of {m.pool.name} is carried by two packets of the burst "
+                       "(a stage returned it twice?)")
+                self.abort(m, ValueError(why), stage, free=False)
                 continue
             gone.add(k)
             out.append(m)
@@ -629,7 +631,8 @@ def _vector_group_by_stage(selector: Callable[[Any], Any], arms: dict[Hashable, 
             try:
                 keys = np.asarray(selector(_view(batch)))
                 if keys.shape != (len(batch),):
-                    raise TypeError(f"expected a key column of {len(batch)}, got shape {keys.shape}")
+                    raise TypeError(f"expected a key column of {len(batch)}, "
+                                    f"got shape {keys.shape}")
                 # grouped by position in the unique keys, not by ``keys == k``: NaN != NaN
                 uniq, which = np.unique(keys, return_inverse=True)
                 chosen = [arms.get(k, default) for k in uniq.tolist()]
@@ -812,7 +815,8 @@ class Pipeline:
         # A port queue hands out distinct allocated buffers; anything else (poll_fn, a
         # channel, a test double) is user code, and what it yields is checked.
         self._check_rx = not hasattr(self.source, "receive_slots")
-        self._rx_label = getattr(self.source, "label", None) or f"source {type(self.source).__name__}"
+        self._rx_label = (getattr(self.source, "label", None)
+                          or f"source {type(self.source).__name__}")
         self.stats = PipelineStats()
         self._log = RateLimitedLog(log, log_interval)
 
@@ -888,8 +892,8 @@ class Pipeline:
             k = _key(m)
             if k in seen or not _allocated(m):
                 what = "twice" if k in seen else "but it is not allocated"
-                ctx.abort(p, ValueError(f"{label} produced buffer {m.slot} of {m.pool.name} {what}"),
-                          label, free=False)
+                why = f"{label} produced buffer {m.slot} of {m.pool.name} {what}"
+                ctx.abort(p, ValueError(why), label, free=False)
                 continue
             seen.add(k)
             out.append(p)

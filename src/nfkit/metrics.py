@@ -257,8 +257,9 @@ class _Collector:
                                   labels=["pipeline", "core"])
         pk = CounterMetricFamily("nfkit_pipeline_packets", "Packets by disposition (act: sent)",
                                  labels=["pipeline", "core", "disposition"])
-        rep = CounterMetricFamily("nfkit_pipeline_replaced", "Packets replaced by a new buffer "
-                                  "(the original freed; not a disposition)", labels=["pipeline", "core"])
+        rep = CounterMetricFamily("nfkit_pipeline_replaced",
+                                  "Packets replaced by a new buffer (the original freed; not a "
+                                  "disposition)", labels=["pipeline", "core"])
         for (label, core), c in sorted(s.pipelines.items()):
             runs.add_metric([label, str(core)], c.get("runs", 0))
             rec.add_metric([label, str(core)], c.get("received", 0))

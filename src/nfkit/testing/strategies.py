@@ -170,7 +170,7 @@ def _free_if_discarded(m: Mbuf) -> None:
         from hypothesis.control import cleanup, current_build_context
         from hypothesis.internal.conjecture.data import Status
         data = current_build_context().data
-    except Exception:  # outside a test (strategy.example()), or another Hypothesis: the caller frees
+    except Exception:  # outside a test (.example()), another Hypothesis: the caller frees
         return
     discarded = (Status.OVERRUN, Status.INVALID)
 
