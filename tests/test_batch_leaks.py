@@ -295,17 +295,18 @@ def test_poll_fn_yielding_non_packets_and_duplicates(pool: Mempool,
         yield 42
         yield None
         yield m          # the same buffer again
+        yield Mbuf(pool, 10**6)     # no such buffer
         yield udp4(pool).parse(Ethernet)
     tx = ListTx()
     for chain in (lambda b: b, lambda b: b.map(lambda p: p)):
         pl = chain(poll_fn(gen)).send(tx)
         with caplog.at_level(logging.WARNING, "nfkit.batch"):
-            assert pl.run_once() == 5
+            assert pl.run_once() == 6
         assert len(tx.sent) == 2 and unique(tx.sent)
         Mbuf.free_bulk(tx.sent)
         tx.sent.clear()
         assert pool.in_use == 0
-        assert pl.stats.act == 2 and pl.stats.abort == 3
+        assert pl.stats.act == 2 and pl.stats.abort == 4
         assert any("gen) produced int 42, not a packet" in r.getMessage() for r in caplog.records)
 
 

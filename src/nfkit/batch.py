@@ -881,6 +881,15 @@ class Pipeline:
             self.source.error = None
             ctx._log(label, err, "%s raised %s: %s (the %d packets yielded before go on)", label,
                      type(err).__name__, err, len(items))
+        if items:   # the usual case first: distinct allocated Mbufs of one pool (100 ns a
+            pool = getattr(items[0], "pool", None)  # packet instead of 260, measured)
+            slots = [p.slot for p in items if p.__class__ is Mbuf and p.pool is pool]
+            try:
+                if (len(slots) == len(items) and len(set(slots)) == len(slots)
+                        and pool.refcnt.take(slots).all()):
+                    return items
+            except IndexError:  # a slot out of range: said below
+                pass
         out = []
         seen: set[tuple[int, int]] = set()
         for p in items:
