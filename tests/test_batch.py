@@ -86,7 +86,7 @@ def test_for_each_and_inspect_see_everything(pool: Mempool) -> None:
     assert pool.in_use == 0
 
 
-def test_replace_builds_new_and_drops_original(pool: Mempool) -> None:
+def test_replace_builds_new_and_frees_original(pool: Mempool) -> None:
     req = Mbuf.alloc(pool)
     echo = req.push(Ethernet).push(Ipv4).push(EchoRequest)
     echo.identifier = 9
@@ -105,7 +105,9 @@ def test_replace_builds_new_and_drops_original(pool: Mempool) -> None:
     pl.run_once()
     assert len(tx.sent) == 1 and tx.sent[0].slot != req.slot
     assert tx.sent[0].parse(Ethernet).parse(Ipv4).parse(EchoReply).identifier == 9
-    assert pl.stats.act == 1 and pl.stats.drop == 1 and pool.in_use == 1  # original freed
+    # the original is freed, counted as replaced, not dropped: received == act (issue 11)
+    assert pl.stats.act == 1 and pl.stats.replaced == 1 and pool.in_use == 1
+    assert pl.stats.drop == 0 and pl.stats.received == 1
     Mbuf.free_bulk(tx.sent)
 
 
@@ -113,7 +115,7 @@ def test_replace_in_place_does_not_free_the_packet(pool: Mempool) -> None:
     tx = ListTx()
     pl = Poll(ListRx([udp4(pool)])).replace(lambda m: m).send(tx)
     pl.run_once()
-    assert len(tx.sent) == 1 and pool.in_use == 1
+    assert len(tx.sent) == 1 and pool.in_use == 1 and pl.stats.replaced == 0
     Mbuf.free_bulk(tx.sent)
 
 
@@ -163,7 +165,8 @@ def test_group_by_arm_with_replace_fans_out(pool: Mempool) -> None:
           .group_by(lambda m: True, {True: lambda g: g.replace(lambda m: Mbuf.from_bytes(m.to_bytes(), pool))})
           .send(tx))
     pl.run_once()
-    assert len(tx.sent) == 2 and pl.stats.drop == 2 and pool.in_use == 2
+    assert len(tx.sent) == 2 and pl.stats.replaced == 2 and pool.in_use == 2
+    assert pl.stats.drop == 0 and pl.stats.act == pl.stats.received == 2
     Mbuf.free_bulk(tx.sent)
 
 
@@ -194,7 +197,7 @@ def test_non_packet_results_abort_not_crash(pool: Mempool) -> None:
     tx = ListTx()
     pl = Poll(ListRx([udp4(pool)])).map(lambda m: 42).send(tx)
     pl.run_once()
-    assert pl.stats.abort == 1 and tx.sent == []
+    assert pl.stats.abort == 1 and tx.sent == [] and pool.in_use == 0
 
 
 def test_send_inside_arm_and_bad_arm_are_errors(pool: Mempool) -> None:

@@ -62,7 +62,7 @@ def valid_checksums(pkt: Ether) -> bool:
 def test_ping4d_answers_every_ipv4_echo(tmp_path: Path) -> None:
     proc = run_example(tmp_path, "ping4d", "ping4d.py", "ping4d.toml")
     assert "stopped: drained" in proc.stdout
-    assert "received 9 sent 4 emitted 0 dropped 4 aborted 5" in proc.stdout
+    assert "received 9 sent 4 emitted 0 dropped 0 aborted 5 replaced 4" in proc.stdout
     replies = rdpcap(str(tmp_path / "ping4d" / "replies.pcap"))
     requests = rdpcap(str(EXAMPLES / "ping4d" / "echo.pcap"))
     v4_requests = [p for p in requests if IP in p]

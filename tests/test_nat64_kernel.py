@@ -85,3 +85,4 @@ def test_translated_packets_parse_with_valid_checksums() -> None:
     t6 = v6.parse(Tcp)
     assert str(v6.dst) == "2001:db8::7" and str(v6.src) == "64:ff9b::c000:201"
     assert t6.dst_port == 4242 and t6.checksum_ok and bytes(t6.payload) == b"hello"
+    Mbuf.free_bulk([v4.mbuf, v6.mbuf])

@@ -175,7 +175,9 @@ def test_named_rings_chain_two_ports() -> None:
     import threading
     threading.Timer(0.3, rt.stop).start()
     rt.execute()
-    assert len(b.drain()) == 5
+    out = b.drain()
+    assert len(out) == 5
+    Mbuf.free_bulk(out)
 
 
 def write_pcap(path: Path, frames: list[bytes]) -> None:

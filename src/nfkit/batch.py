@@ -20,6 +20,14 @@ packet 2), and ``group_by`` hands its arms their packets key by key.
 An exception raised by a user function aborts that packet only: it is freed, counted, and
 logged at most once per error kind and interval (:class:`RateLimitedLog`); the pipeline
 keeps running.  Dropped and aborted packets go back to the pool in one bulk free per run.
+
+Every buffer a run takes in leaves it exactly once -- transmitted, or freed -- whatever the
+user functions return: a stage that returns something other than a packet aborts the
+packet it was given (freed); one that returns a packet in another buffer *replaces* the
+packet (the original is freed and counted in ``replaced``); a buffer that two packets of a
+burst end up carrying leaves once, the other packet is aborted.  So after every run::
+
+    received == act + emit + drop + abort
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ from typing import Any, Callable, Hashable, Iterable, Protocol, Sequence
 import numpy as np
 
 from .buffers import Mbuf, Mempool
+from .errors import DoubleFree
+from .packets.base import Packet
 
 __all__ = [
     "vectorized", "SlotBatch", "Disposition", "PacketRx", "PacketTx", "Batch", "Pipeline", "PipelineStats", "Poll",
@@ -61,7 +71,8 @@ class PacketRx(Protocol):
 
 class PacketTx(Protocol):
     """A sink of packets.  ``transmit`` takes ownership: what it cannot send it frees and
-    counts as dropped."""
+    counts as dropped.  One that raises keeps nothing: the pipeline counts the packets as
+    aborted and frees those still allocated."""
 
     def transmit(self, mbufs: list[Mbuf]) -> None: ...
 
@@ -96,8 +107,30 @@ class RateLimitedLog:
 
 
 def _mbuf_of(p: Any) -> Mbuf:
-    """The buffer a pipeline item lives in (an Mbuf, or a parsed header)."""
-    return p if p.__class__ is Mbuf else p.reset()
+    """The buffer a pipeline item lives in (an Mbuf, or a parsed header); TypeError for
+    anything else."""
+    if p.__class__ is Mbuf:
+        return p
+    if isinstance(p, Packet):
+        return p._mbuf
+    raise TypeError(f"{_describe(p)} is not a packet")
+
+
+def _describe(x: Any) -> str:
+    """What a user function returned, for a log line: ``None``, ``int 42``..."""
+    if x is None:
+        return "None"
+    text = repr(x)
+    return f"{type(x).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _key(m: Mbuf) -> tuple[int, int]:
+    return id(m.pool), m.slot
+
+
+def _allocated(m: Mbuf) -> bool:
+    pool = m.pool
+    return 0 <= m.slot < pool.capacity and bool(pool.refcnt[m.slot])
 
 
 def vectorized(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -137,34 +170,41 @@ def _as_items(items: Any) -> list[Any]:
     return items.mbufs() if isinstance(items, SlotBatch) else items
 
 
-def _as_slots(items: Any, ctx: "_Run", label: str) -> SlotBatch | None:
-    """The burst as slots of one pool (packets from another pool are aborted)."""
+def _slot_batches(items: Any, ctx: "_Run", label: str) -> list[SlotBatch]:
+    """The burst as slots, one :class:`SlotBatch` per mempool (nearly always one): a
+    replacement allocated from another pool goes through the stage with its own pool."""
     if isinstance(items, SlotBatch):
-        return items
-    if not items:
-        return None
-    mbufs = []
+        return [items] if len(items) else []
+    by_pool: dict[int, tuple[Mempool, list[int]]] = {}
     for p in items:
         try:
-            mbufs.append(_mbuf_of(p))
+            m = _mbuf_of(p)
         except Exception as exc:
             ctx.abort(p, exc, label)
-    if not mbufs:
-        return None
-    pool = mbufs[0].pool
-    slots = []
-    for m in mbufs:
-        if m.pool is pool:
-            slots.append(m.slot)
+            continue
+        entry = by_pool.get(id(m.pool))
+        if entry is None:
+            by_pool[id(m.pool)] = (m.pool, [m.slot])
         else:
-            ctx.abort(m, ValueError("a vector stage needs one mempool per burst"), label)
-    return SlotBatch(pool, np.array(slots, dtype=np.int64))
+            entry[1].append(m.slot)
+    return [SlotBatch(pool, np.array(slots, dtype=np.int64)) for pool, slots in by_pool.values()]
+
+
+_NOTHING: frozenset[Any] = frozenset()
 
 
 class _Run:
-    """Per-``run_once`` bookkeeping shared by the stages."""
+    """Per-``run_once`` bookkeeping shared by the stages.
 
-    __slots__ = ("pipeline", "to_free", "slots_to_free", "emitted", "dropped", "aborted", "finished")
+    Ownership: the run owns the buffers it received; each leaves once, through a transmit
+    (``emit``, the sink) or the bulk free at the end (``to_free``, ``slots_to_free``).  As
+    long as every stage goes on with the buffer it was given (``moved`` False) no buffer
+    can be carried twice, and nothing is checked; once a stage returned another buffer,
+    every exit checks that no buffer leaves twice.
+    """
+
+    __slots__ = ("pipeline", "to_free", "slots_to_free", "emitted", "dropped", "aborted",
+                 "replaced", "finished", "moved", "sent_ids", "held")
 
     def __init__(self, pipeline: "Pipeline", record: bool) -> None:
         self.pipeline = pipeline
@@ -174,8 +214,20 @@ class _Run:
         self.emitted = 0
         self.dropped = 0
         self.aborted = 0
+        self.replaced = 0
         # (disposition, item) of packets that left the chain, for inspect stages
         self.finished: list[tuple[Disposition, Any]] | None = [] if record else None
+        #: a stage went on with a buffer other than the one it was given
+        self.moved = False
+        #: ids of the Mbuf objects emitted (a stage handing one back is caught by identity:
+        #: a sink may have freed it and a new allocation reused the slot, so keys cannot tell)
+        self.sent_ids: set[int] | frozenset[int] = _NOTHING      # (made on the first emit)
+        #: keys of emitted buffers their sink still held after the transmit (checked once moved)
+        self.held: set[tuple[int, int]] | frozenset[tuple[int, int]] = _NOTHING
+
+    def _log(self, stage: str, exc: BaseException, msg: str, *args: Any) -> None:
+        pl = self.pipeline
+        pl._log((pl.name, stage, type(exc).__name__), "pipeline %r: " + msg, pl.name, *args)
 
     def drop(self, p: Any) -> None:
         m = _mbuf_of(p)
@@ -184,19 +236,51 @@ class _Run:
         if self.finished is not None:
             self.finished.append((Disposition.DROP, m))
 
-    def abort(self, p: Any, exc: BaseException, stage: str) -> None:
-        try:
-            m = _mbuf_of(p)
-        except Exception:  # the item is not a packet at all: nothing we can free
-            m = None
-        if m is not None:
-            self.to_free.append(m)
+    def abort(self, p: Any, exc: BaseException, stage: str, free: bool = True) -> None:
+        """Count ``p`` as aborted and free its buffer (``free=False``: the buffer is not
+        ``p``'s to free -- another packet carries it, or it is not a packet at all)."""
+        if free:
+            try:
+                self.to_free.append(_mbuf_of(p))
+            except TypeError:  # not a packet: nothing to free
+                pass
         self.aborted += 1
-        pl = self.pipeline
-        pl._log((pl.name, stage, type(exc).__name__), "pipeline %r: %s aborted a packet: %s: %s",
-                pl.name, stage, type(exc).__name__, exc)
+        self._log(stage, exc, "%s aborted a packet: %s: %s", stage, type(exc).__name__, exc)
         if self.finished is not None:
             self.finished.append((Disposition.ABORT, exc))
+
+    def follow(self, p: Any, r: Any, stage: str) -> Any:
+        """``r`` is what ``stage`` returned for the packet ``p`` (and is not ``p``): the item
+        to go on with, or None when ``p`` was aborted (freed) instead."""
+        if isinstance(r, Packet):
+            q = r._env
+            while True:     # usually a header parsed from p: p is among its envelopes
+                if q is p:
+                    return r
+                e = q._env
+                if e is None:
+                    break
+                q = e
+        elif r.__class__ is Mbuf:
+            q = r
+        else:
+            self.abort(p, TypeError(f"{stage} returned {_describe(r)}, not a packet"), stage)
+            return None
+        mp = p              # q is r's buffer; p's:
+        while (e := mp._env) is not None:
+            mp = e
+        if q is mp or (q.slot == mp.slot and q.pool is mp.pool):
+            return r
+        if not _allocated(q):
+            why = (f"{stage} returned a packet in buffer {q.slot} of {q.pool.name}, which is "
+                   "not allocated (freed already?)")
+            self.abort(p, ValueError(why), stage)
+            return None
+        # Another buffer: the packet is replaced; the original goes back to the pool.
+        self.to_free.append(mp)
+        self.replaced += 1
+        self.moved = True
+        return r
 
     def drop_slots(self, batch: SlotBatch, mask: np.ndarray) -> None:
         """Drop the packets of ``batch`` where ``mask`` is True."""
@@ -214,17 +298,127 @@ class _Run:
         mbufs = batch.mbufs()
         self.to_free.extend(mbufs)
         self.aborted += len(mbufs)
-        pl = self.pipeline
-        pl._log((pl.name, stage, type(exc).__name__),
-                "pipeline %r: vector stage %s aborted a burst of %d: %s: %s", pl.name, stage,
-                len(mbufs), type(exc).__name__, exc)
+        self._log(stage, exc, "vector stage %s aborted a burst of %d: %s: %s", stage, len(mbufs),
+                  type(exc).__name__, exc)
         if self.finished is not None:
             self.finished.extend((Disposition.ABORT, exc) for _ in mbufs)
 
-    def emit(self, n: int, items: list[Any]) -> None:
-        self.emitted += n
+    # -- exits ---------------------------------------------------------------------------
+    def once(self, mbufs: list[Mbuf], stage: str) -> list[Mbuf]:
+        """``mbufs`` without the buffers that already left or are leaving twice (each such
+        packet is aborted, its buffer left to the packet that goes first).  Only needed
+        once ``moved``."""
+        gone = self._leaving()
+        out = []
+        for m in mbufs:
+            k = _key(m)
+            if k in gone or id(m) in self.sent_ids:
+                why = (f"buffer {m.slot} of {m.pool.name} is carried by two packets of the burst "
+                       "(a stage returned it twice?)")
+                self.abort(m, ValueError(why), stage, free=False)
+                continue
+            gone.add(k)
+            out.append(m)
+        return out
+
+    def _leaving(self) -> set[tuple[int, int]]:
+        """Keys of the buffers that left or are to be freed: the latter made unique (a
+        packet whose buffer is already among them needs no second free)."""
+        seen = set(self.held)
+        free = []
+        for m in self.to_free:
+            k = _key(m)
+            if k not in seen and id(m) not in self.sent_ids:
+                seen.add(k)
+                free.append(m)
+        self.to_free = free
+        batches = []
+        for b in self.slots_to_free:
+            pid = id(b.pool)
+            slots = []
+            for s in b.slots.tolist():
+                if (pid, s) not in seen:
+                    seen.add((pid, s))
+                    slots.append(s)
+            batches.append(SlotBatch(b.pool, np.array(slots, dtype=np.int64)))
+        self.slots_to_free = batches
+        return seen
+
+    def transmit(self, tx: PacketTx, mbufs: list[Mbuf], stage: str) -> bool:
+        """``tx.transmit(mbufs)``; False when it raised: the packets are counted as aborted
+        and the pipeline frees those the sink left allocated (a sink that fails keeps
+        nothing; :class:`PacketTx`)."""
+        try:
+            tx.transmit(mbufs)
+            return True
+        except Exception as exc:
+            live = []
+            seen = set()
+            for m in mbufs:
+                if _allocated(m) and _key(m) not in seen:
+                    seen.add(_key(m))
+                    live.append(m)
+            self._take_back(len(mbufs), exc, stage)
+            Mbuf.free_bulk(live)
+            return False
+
+    def transmit_slots(self, tx: Any, batch: SlotBatch, stage: str) -> bool:
+        try:
+            tx.transmit_slots(batch.pool, batch.slots)
+            return True
+        except Exception as exc:
+            live = np.unique(batch.slots[batch.pool.refcnt[batch.slots] != 0])
+            self._take_back(len(batch), exc, stage)
+            batch.pool.free_slots(live)
+            return False
+
+    def _take_back(self, n: int, exc: BaseException, stage: str) -> None:
+        self.aborted += n
+        self._log(stage, exc, "%s: transmit raised %s: %s; %d packet(s) aborted and freed",
+                  stage, type(exc).__name__, exc, n)
         if self.finished is not None:
-            self.finished.extend((Disposition.EMIT, p) for p in items)
+            self.finished.extend((Disposition.ABORT, exc) for _ in range(n))
+
+    def emit(self, tx: PacketTx, mbufs: list[Mbuf], stage: str) -> None:
+        if self.moved:
+            mbufs = self.once(mbufs, stage)
+        if not mbufs or not self.transmit(tx, mbufs, stage):
+            return
+        self.emitted += len(mbufs)
+        if self.sent_ids is _NOTHING:
+            self.sent_ids = set()
+        self.sent_ids.update(id(m) for m in mbufs)   # type: ignore[union-attr]
+        if self.moved:      # buffers the sink holds must not leave again through this run
+            if self.held is _NOTHING:
+                self.held = set()
+            self.held.update(_key(m) for m in mbufs if _allocated(m))  # type: ignore[union-attr]
+        if self.finished is not None:
+            self.finished.extend((Disposition.EMIT, m) for m in mbufs)
+
+    def release(self) -> None:
+        """Free what was dropped and aborted, in bulk.  A stage that freed a packet itself
+        (the pipeline still owned it) makes the bulk free refuse: then each buffer still
+        allocated is freed, and it is logged -- nothing else leaks, nothing is freed twice."""
+        if self.moved:
+            self._leaving()     # a buffer two dropped packets carried is freed once
+        if self.to_free:
+            try:
+                Mbuf.free_bulk(self.to_free)
+            except DoubleFree as exc:
+                live = {_key(m): m for m in self.to_free if _allocated(m)}
+                Mbuf.free_bulk(list(live.values()))
+                self._freed_twice(exc)
+        for gone in self.slots_to_free:
+            try:
+                gone.pool.free_slots(gone.slots)
+            except DoubleFree as exc:
+                s = gone.slots
+                gone.pool.free_slots(np.unique(s[gone.pool.refcnt[s] != 0]))
+                self._freed_twice(exc)
+
+    def _freed_twice(self, exc: DoubleFree) -> None:
+        self._log("free", exc, "a stage freed a packet the pipeline still owned (%s); the others "
+                  "were freed (a stage must not free the packets it is given)", exc)
 
 
 Stage = Callable[[list[Any], _Run], list[Any]]
@@ -234,18 +428,30 @@ def _name(f: Any) -> str:
     return getattr(f, "__qualname__", None) or getattr(f, "__name__", None) or repr(f)
 
 
-def _map_stage(f: Callable[[Any], Any]) -> Stage:
-    label = f"map({_name(f)})"
+def _map_stage(f: Callable[[Any], Any], kind: str = "map") -> Stage:
+    """``map`` and ``replace`` (the same thing: a packet in another buffer replaces the
+    one given), and ``filter_map`` (``None`` drops)."""
+    label = f"{kind}({_name(f)})"
+    none_drops = kind == "filter_map"
 
     def run(items: list[Any], ctx: _Run) -> list[Any]:
         items = _as_items(items)
         out = []
         append = out.append
+        follow = ctx.follow
         for p in items:
             try:
-                append(f(p))
+                r = f(p)
             except Exception as exc:
                 ctx.abort(p, exc, label)
+                continue
+            # the usual results first, checked inline: p itself, or a header parsed from p
+            if r is p or (isinstance(r, Packet) and r._env is p):
+                append(r)
+            elif r is None and none_drops:
+                ctx.drop(p)
+            elif (r := follow(p, r, label)) is not None:
+                append(r)
         return out
     return run
 
@@ -258,7 +464,9 @@ def _filter_stage(pred: Callable[[Any], bool]) -> Stage:
         out = []
         for p in items:
             try:
-                keep = pred(p)
+                # the truth test inside the try: a predicate returning e.g. a numpy array,
+                # whose truth raises, aborts the packet
+                keep = True if pred(p) else False
             except Exception as exc:
                 ctx.abort(p, exc, label)
                 continue
@@ -266,26 +474,6 @@ def _filter_stage(pred: Callable[[Any], bool]) -> Stage:
                 out.append(p)
             else:
                 ctx.drop(p)
-        return out
-    return run
-
-
-def _filter_map_stage(f: Callable[[Any], Any]) -> Stage:
-    label = f"filter_map({_name(f)})"
-
-    def run(items: list[Any], ctx: _Run) -> list[Any]:
-        items = _as_items(items)
-        out = []
-        for p in items:
-            try:
-                r = f(p)
-            except Exception as exc:
-                ctx.abort(p, exc, label)
-                continue
-            if r is None:
-                ctx.drop(p)
-            else:
-                out.append(r)
         return out
     return run
 
@@ -317,31 +505,8 @@ def _inspect_stage(f: Callable[[Disposition, Any], Any]) -> Stage:
             for p in _as_items(items):
                 f(Disposition.ACT, p)
         except Exception as exc:  # inspect changes nothing, not even on error
-            ctx.pipeline._log((ctx.pipeline.name, label, type(exc).__name__),
-                              "pipeline %r: %s raised %s: %s", ctx.pipeline.name, label,
-                              type(exc).__name__, exc)
+            ctx._log(label, exc, "%s raised %s: %s", label, type(exc).__name__, exc)
         return items
-    return run
-
-
-def _replace_stage(f: Callable[[Any], Any]) -> Stage:
-    label = f"replace({_name(f)})"
-
-    def run(items: list[Any], ctx: _Run) -> list[Any]:
-        items = _as_items(items)
-        out = []
-        for p in items:
-            try:
-                new = f(p)
-            except Exception as exc:
-                ctx.abort(p, exc, label)
-                continue
-            out.append(new)
-            om = _mbuf_of(p)
-            nm = _mbuf_of(new)
-            if nm.slot != om.slot or nm.pool is not om.pool:
-                ctx.drop(om)  # the original is dropped once replaced (capsule counts it so)
-        return out
     return run
 
 
@@ -357,8 +522,7 @@ def _emit_stage(tx: PacketTx) -> Stage:
                     mbufs.append(_mbuf_of(p))
                 except Exception as exc:
                     ctx.abort(p, exc, label)
-            tx.transmit(mbufs)
-            ctx.emit(len(mbufs), mbufs)
+            ctx.emit(tx, mbufs, label)
         return []
     return run
 
@@ -382,15 +546,19 @@ def _group_by_stage(selector: Callable[[Any], Hashable],
                 ctx.abort(p, exc, label)
         out: list[Any] = []
         for k, group in groups.items():
-            stages = arms.get(k, default)
-            if stages is not None:
-                for stage in stages:
-                    if not group:
-                        break
-                    group = stage(group, ctx)
-            out.extend(_as_items(group))
+            _run_arm(arms.get(k, default), group, ctx, out)
         return out
     return run
+
+
+def _run_arm(stages: list[Stage] | None, group: Any, ctx: _Run, out: list[Any]) -> None:
+    """Run one key's packets through its arm (None: pass through); add what is left to ``out``."""
+    if stages is not None:
+        for stage in stages:
+            if not len(group):
+                break
+            group = stage(group, ctx)
+    out.extend(_as_items(group))
 
 
 # -- vector stages ------------------------------------------------------------------------
@@ -401,22 +569,25 @@ def _view(batch: SlotBatch) -> Any:
 
 
 def _burst_stage(keep_of: Callable[[SlotBatch], Any], label: str) -> Stage:
-    """A stage run once per burst: ``keep_of(batch)`` acts on the burst and returns a keep
-    mask (or ``None``: keep all).  An exception aborts the whole burst."""
+    """A stage run once per burst (per pool of the burst): ``keep_of(batch)`` acts on it
+    and returns a keep mask (or ``None``: keep all).  An exception aborts the burst."""
 
     def run(items: Any, ctx: _Run) -> Any:
-        batch = _as_slots(items, ctx, label)
-        if batch is None:
-            return []
-        try:
-            keep = keep_of(batch)
-        except Exception as exc:
-            ctx.abort_all(batch, exc, label)
-            return []
-        if keep is None or keep.all():
-            return batch
-        ctx.drop_slots(batch, ~keep)
-        return SlotBatch(batch.pool, batch.slots[keep])
+        kept = []
+        for batch in _slot_batches(items, ctx, label):
+            try:
+                keep = keep_of(batch)
+            except Exception as exc:
+                ctx.abort_all(batch, exc, label)
+                continue
+            if keep is None or keep.all():
+                kept.append(batch)
+            else:
+                ctx.drop_slots(batch, ~keep)
+                kept.append(SlotBatch(batch.pool, batch.slots[keep]))
+        if len(kept) == 1:
+            return kept[0]
+        return [m for b in kept for m in b.mbufs()]
     run.vector = True  # type: ignore[attr-defined]
     return run
 
@@ -455,26 +626,21 @@ def _vector_group_by_stage(selector: Callable[[Any], Any], arms: dict[Hashable, 
     label = f"group_by(@vectorized {_name(selector)})"
 
     def run(items: Any, ctx: _Run) -> Any:
-        batch = _as_slots(items, ctx, label)
-        if batch is None:
-            return []
-        try:
-            keys = np.asarray(selector(_view(batch)))
-            if keys.shape != (len(batch),):
-                raise TypeError(f"expected a key column of {len(batch)}, got shape {keys.shape}")
-        except Exception as exc:
-            ctx.abort_all(batch, exc, label)
-            return []
         out: list[Any] = []
-        for k in np.unique(keys).tolist():
-            group: Any = SlotBatch(batch.pool, batch.slots[keys == k])
-            stages = arms.get(k, default)
-            if stages is not None:
-                for stage in stages:
-                    if not len(group):
-                        break
-                    group = stage(group, ctx)
-            out.extend(_as_items(group))
+        for batch in _slot_batches(items, ctx, label):
+            try:
+                keys = np.asarray(selector(_view(batch)))
+                if keys.shape != (len(batch),):
+                    raise TypeError(f"expected a key column of {len(batch)}, "
+                                    f"got shape {keys.shape}")
+                # grouped by position in the unique keys, not by ``keys == k``: NaN != NaN
+                uniq, which = np.unique(keys, return_inverse=True)
+                chosen = [arms.get(k, default) for k in uniq.tolist()]
+            except Exception as exc:
+                ctx.abort_all(batch, exc, label)
+                continue
+            for i, stages in enumerate(chosen):
+                _run_arm(stages, SlotBatch(batch.pool, batch.slots[which == i]), ctx, out)
         return out
     run.vector = True  # type: ignore[attr-defined]
     return run
@@ -507,8 +673,9 @@ class Batch:
         return Batch(self.source, self.stages + (stage,), self.batch_size, self._inspects or inspects)
 
     def map(self, f: Callable[[Any], Any]) -> "Batch":
-        """Replace each packet by ``f(packet)`` (e.g. a parsed header); an exception aborts.
-        A :func:`vectorized` ``f`` gets the burst's columns instead."""
+        """Go on with ``f(packet)``: the packet or a header parsed from it (a packet in
+        another buffer replaces it, as :meth:`replace`); an exception or a result that is
+        not a packet aborts.  A :func:`vectorized` ``f`` gets the burst's columns instead."""
         return self._then(_stage_for(f, "map", _map_stage))
 
     def filter(self, pred: Callable[[Any], bool]) -> "Batch":
@@ -517,9 +684,9 @@ class Batch:
         return self._then(_stage_for(pred, "filter", _filter_stage))
 
     def filter_map(self, f: Callable[[Any], Any]) -> "Batch":
-        """``f`` returns the packet to keep (possibly transformed) or ``None`` to drop it
-        (capsule's ``Either::Keep`` / ``Either::Drop``)."""
-        return self._then(_filter_map_stage(f))
+        """``f`` returns the packet to keep (possibly transformed, or in another buffer: as
+        :meth:`map`) or ``None`` to drop it (capsule's ``Either::Keep`` / ``Either::Drop``)."""
+        return self._then(_map_stage(f, "filter_map"))
 
     def for_each(self, f: Callable[[Any], Any]) -> "Batch":
         """Call ``f`` on each packet for its side effects; the packet continues unchanged."""
@@ -531,8 +698,9 @@ class Batch:
         return self._then(_inspect_stage(f), inspects=True)
 
     def replace(self, f: Callable[[Any], Any]) -> "Batch":
-        """Continue with the new packet ``f(packet)`` returns; the original is dropped."""
-        return self._then(_replace_stage(f))
+        """Continue with the new packet ``f(packet)`` returns; the original is freed and
+        counted in ``replaced`` (the new packet carries on the original's disposition)."""
+        return self._then(_map_stage(f, "replace"))
 
     def emit(self, tx: PacketTx) -> "Batch":
         """Send the packets through ``tx`` now (one transmit per burst); they are done."""
@@ -576,13 +744,23 @@ def Poll(rx: PacketRx, batch_size: int | None = None) -> Batch:  # noqa: N802 - 
 
 
 class _FnRx:
-    __slots__ = ("f",)
+    """The source of :func:`poll_fn`: what ``f()`` yields, up to an exception (logged by
+    the pipeline: what was yielded before it goes on)."""
+
+    __slots__ = ("f", "label", "error")
 
     def __init__(self, f: Callable[[], Iterable[Mbuf]]) -> None:
         self.f = f
+        self.label = f"poll_fn({_name(f)})"
+        self.error: Exception | None = None
 
     def receive(self, max_packets: int = DEFAULT_BATCH_SIZE) -> list[Mbuf]:
-        return list(self.f())
+        out: list[Mbuf] = []
+        try:
+            out.extend(self.f())
+        except Exception as exc:
+            self.error = exc
+        return out
 
 
 def poll_fn(f: Callable[[], Iterable[Mbuf]]) -> Batch:
@@ -599,11 +777,15 @@ def splice(rx: PacketRx, tx: PacketTx) -> "Pipeline":
 class PipelineStats:
     """Counters of one pipeline (capsule's pipeline metrics)."""
 
-    __slots__ = ("runs", "idle_runs", "received", "act", "emit", "drop", "abort")
+    __slots__ = ("runs", "idle_runs", "received", "act", "emit", "drop", "abort", "replaced")
 
     def __init__(self) -> None:
         self.runs = self.idle_runs = self.received = 0
+        #: every packet received ends in exactly one: received == act + emit + drop + abort
         self.act = self.emit = self.drop = self.abort = 0
+        #: originals freed because a stage went on with a packet in another buffer (replace);
+        #: not a disposition: the replacement carries on and is counted where it ends
+        self.replaced = 0
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -630,6 +812,11 @@ class Pipeline:
         self._rx_slots = (getattr(first, "vector", False)
                           and hasattr(self.source, "receive_slots"))
         self._tx_slots = hasattr(tx, "transmit_slots")
+        # A port queue hands out distinct allocated buffers; anything else (poll_fn, a
+        # channel, a test double) is user code, and what it yields is checked.
+        self._check_rx = not hasattr(self.source, "receive_slots")
+        self._rx_label = (getattr(self.source, "label", None)
+                          or f"source {type(self.source).__name__}")
         self.stats = PipelineStats()
         self._log = RateLimitedLog(log, log_interval)
 
@@ -643,42 +830,83 @@ class Pipeline:
         else:
             items = (self.source.receive() if self.batch_size is None
                      else self.source.receive(self.batch_size))
-        n = len(items)
+        ctx = _Run(self, self._record)
+        if self._check_rx:
+            items = self._checked(items, ctx)
+        n = len(items) + ctx.aborted
         if not n:
             st.idle_runs += 1
             return 0
         st.received += n
-        ctx = _Run(self, self._record)
         for stage in self.stages:
             items = stage(items, ctx)
             if not len(items) and not self._record:
                 break
+        if isinstance(items, SlotBatch) and ctx.moved:
+            items = items.mbufs()
         if isinstance(items, SlotBatch):
             if len(items):
-                st.act += len(items)
-                if self._tx_slots:
-                    self.tx.transmit_slots(items.pool, items.slots)
-                else:
-                    self.tx.transmit(items.mbufs())
+                ok = (ctx.transmit_slots(self.tx, items, "send") if self._tx_slots
+                      else ctx.transmit(self.tx, items.mbufs(), "send"))
+                if ok:
+                    st.act += len(items)
         elif items:
             out = []
+            append = out.append
             for p in items:
-                try:
-                    out.append(p if p.__class__ is Mbuf else p.reset())
-                except Exception as exc:
-                    ctx.abort(p, TypeError(f"the chain produced {type(p).__name__}, not a packet "
-                                           f"({exc})"), "send")
-            if out:
+                if p.__class__ is Mbuf:
+                    append(p)
+                elif isinstance(p, Packet):
+                    append(p._mbuf)
+                else:       # only from a source with no stage (stages check what they return)
+                    ctx.abort(p, TypeError(f"send got {_describe(p)}, not a packet"), "send")
+            if ctx.moved:
+                out = ctx.once(out, "send")
+            if out and ctx.transmit(self.tx, out, "send"):
                 st.act += len(out)
-                self.tx.transmit(out)
-        if ctx.to_free:
-            Mbuf.free_bulk(ctx.to_free)
-        for gone in ctx.slots_to_free:
-            gone.pool.free_slots(gone.slots)
+        ctx.release()
         st.emit += ctx.emitted
         st.drop += ctx.dropped
         st.abort += ctx.aborted
+        st.replaced += ctx.replaced
         return n
+
+    def _checked(self, items: list[Any], ctx: _Run) -> list[Any]:
+        """The packets of a burst from user code: anything that is not a packet, not
+        allocated, or a buffer already in the burst is aborted (counted as received; not
+        freed: it is nobody's or another packet's).  A poll_fn that raised is logged."""
+        label = self._rx_label
+        err = getattr(self.source, "error", None)
+        if err is not None:
+            self.source.error = None
+            ctx._log(label, err, "%s raised %s: %s (the %d packets yielded before go on)", label,
+                     type(err).__name__, err, len(items))
+        if items:   # the usual case first: distinct allocated Mbufs of one pool (100 ns a
+            pool = getattr(items[0], "pool", None)  # packet instead of 260, measured)
+            slots = [p.slot for p in items if p.__class__ is Mbuf and p.pool is pool]
+            try:
+                if (len(slots) == len(items) and len(set(slots)) == len(slots)
+                        and pool.refcnt.take(slots).all()):
+                    return items
+            except IndexError:  # a slot out of range: said below
+                pass
+        out = []
+        seen: set[tuple[int, int]] = set()
+        for p in items:
+            try:
+                m = _mbuf_of(p)
+            except TypeError:
+                ctx.abort(p, TypeError(f"{label} produced {_describe(p)}, not a packet"), label)
+                continue
+            k = _key(m)
+            if k in seen or not _allocated(m):
+                what = "twice" if k in seen else "but it is not allocated"
+                why = f"{label} produced buffer {m.slot} of {m.pool.name} {what}"
+                ctx.abort(p, ValueError(why), label, free=False)
+                continue
+            seen.add(k)
+            out.append(p)
+        return out
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, {len(self.stages)} stages, {self.stats})"

@@ -154,7 +154,7 @@ def run(app: str, config: str, duration: int | None, log_level: str | None, stat
                    f"dropped rx {c['rx_dropped']} tx {c['tx_dropped']} errors rx {c['rx_errors']}")
     for name, s in result.pipelines.items():
         click.echo(f"  pipeline {name}: received {s['received']} sent {s['act']} emitted {s['emit']} "
-                   f"dropped {s['drop']} aborted {s['abort']}")
+                   f"dropped {s['drop']} aborted {s['abort']} replaced {s['replaced']}")
 
 
 @main.command()

@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from .batch import PipelineStats
 from .errors import NfkitError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,7 +53,7 @@ log = logging.getLogger("nfkit.metrics")
 
 PORT_FIELDS = ("rx_packets", "rx_octets", "tx_packets", "tx_octets", "rx_dropped", "tx_dropped",
                "rx_errors", "tx_errors")
-PIPELINE_FIELDS = ("runs", "idle_runs", "received", "act", "emit", "drop", "abort")
+PIPELINE_FIELDS: tuple[str, ...] = PipelineStats.__slots__
 
 
 class MetricsError(NfkitError):
@@ -256,12 +257,16 @@ class _Collector:
                                   labels=["pipeline", "core"])
         pk = CounterMetricFamily("nfkit_pipeline_packets", "Packets by disposition (act: sent)",
                                  labels=["pipeline", "core", "disposition"])
+        rep = CounterMetricFamily("nfkit_pipeline_replaced",
+                                  "Packets replaced by a new buffer (the original freed; not a "
+                                  "disposition)", labels=["pipeline", "core"])
         for (label, core), c in sorted(s.pipelines.items()):
             runs.add_metric([label, str(core)], c.get("runs", 0))
             rec.add_metric([label, str(core)], c.get("received", 0))
             for d in ("act", "emit", "drop", "abort"):
                 pk.add_metric([label, str(core), d], c.get(d, 0))
-        yield from (runs, rec, pk)
+            rep.add_metric([label, str(core)], c.get("replaced", 0))
+        yield from (runs, rec, pk, rep)
         polls = CounterMetricFamily("nfkit_core_polls", "Poll rounds with work (busy) or without (idle)",
                                     labels=["core", "kind"])
         for core, (busy, idle) in sorted(s.cores.items()):

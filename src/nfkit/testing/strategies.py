@@ -156,7 +156,28 @@ def _packet(draw: Any, classes: tuple[Any, ...], overrides: dict[str, Any],
     chosen = tuple(draw(c) if isinstance(c, st.SearchStrategy) else c for c in classes)
     per = _split_overrides(chosen, overrides)
     values = [draw(header_fields(c, **o)) for c, o in zip(chosen, per)]
-    return build(chosen, values, draw(payload), pool)
+    m = build(chosen, values, draw(payload), pool)
+    _free_if_discarded(m)
+    return m
+
+
+def _free_if_discarded(m: Mbuf) -> None:
+    """Hypothesis discards examples half drawn (out of data, a later draw rejected): the
+    packets built so far never reach the test, and nobody else would free them (measured:
+    3 to 5 buffers per 30 examples of a list of packets).  Freed when the example ends,
+    if it was discarded and they are still allocated; a test that ran owns its packets."""
+    try:
+        from hypothesis.control import cleanup, current_build_context
+        from hypothesis.internal.conjecture.data import Status
+        data = current_build_context().data
+    except Exception:  # outside a test (.example()), another Hypothesis: the caller frees
+        return
+    discarded = (Status.OVERRUN, Status.INVALID)
+
+    def free() -> None:
+        if data.status in discarded and m.pool.refcnt[m.slot]:
+            m.free()
+    cleanup(free)
 
 
 def packet(*classes: "type[Packet] | st.SearchStrategy[type[Packet]]", payload: Any = b"",
