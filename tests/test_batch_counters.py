@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from nfkit import Mbuf, Mempool, vectorized
 from nfkit.batch import Batch, Poll
@@ -189,7 +189,6 @@ def build(b: Batch, ops: list[Op], env: Env) -> Batch:
 
 @given(ops=CHAINS, ports=st.lists(st.integers(1, 40), max_size=12),
        junk=st.lists(st.sampled_from(["non-packet", "duplicate"]), max_size=2))
-@settings(max_examples=200)
 def test_counters_add_up_and_nothing_leaks(ops: list[Op], ports: list[int],
                                            junk: list[str]) -> None:
     env = Env()
