@@ -437,7 +437,7 @@ class DpdkQueue(PortQueue):
 
     def receive_slots(self, max_packets: int | None = None) -> "SlotBatch":
         """One shim call; the octets come from C (no second pass over the lengths)."""
-        slots = self._rx_slots(max_packets or self.port.batch_size)
+        slots = self._rx_slots(self.port.batch_size if max_packets is None else max_packets)
         n = len(slots)
         if n:
             c = self.counters
