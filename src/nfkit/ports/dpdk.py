@@ -197,9 +197,11 @@ _eal: _Eal | None = None
 
 
 def _load() -> tuple[Any, Any]:
-    from ._dpdk_build import DpdkBuildError, load
+    from ._dpdk_build import DpdkBuildError, UnsafeCacheError, load
     try:
         return load()
+    except UnsafeCacheError as exc:      # installed, but its cache cannot be trusted
+        raise DpdkError(f"DPDK ports: {exc}") from None
     except DpdkBuildError as exc:
         raise DpdkUnavailable(f"DPDK ports are not available: {exc}") from None
 
