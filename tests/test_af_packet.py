@@ -533,6 +533,84 @@ def test_fanout_two_queues_every_packet_exactly_once(netlab: NetLab) -> None:
         b.close()
 
 
+class _KernelIdsFromZero(socket.socket):
+    """A packet socket that shows the kernel's PACKET_FANOUT group ids shifted so the first
+    group the kernel makes (PACKET_FANOUT_FLAG_UNIQUEID) reads as id 0 -- what a freshly
+    booted machine hands out -- and shifts ids given back to join a group the other way, so
+    the groups themselves stay real.  ``shift`` is learnt from that first group."""
+
+    shift: int | None = None
+
+    def getsockopt(self, level, opt, *args):  # type: ignore[override]
+        value = super().getsockopt(level, opt, *args)
+        if level == afp.SOL_PACKET and opt == afp.PACKET_FANOUT:
+            (v,) = struct.unpack("I", value)
+            cls = type(self)
+            if cls.shift is None:
+                cls.shift = v & 0xFFFF
+            value = struct.pack("I", (v & ~0xFFFF) | ((v - cls.shift) & 0xFFFF))
+        return value
+
+    def setsockopt(self, level, opt, value, *args):  # type: ignore[override]
+        shift = type(self).shift
+        if (level == afp.SOL_PACKET and opt == afp.PACKET_FANOUT and shift is not None
+                and not (value >> 16) & afp.PACKET_FANOUT_FLAG_UNIQUEID):
+            value = (value & ~0xFFFF) | (((value & 0xFFFF) + shift) & 0xFFFF)
+        return super().setsockopt(level, opt, value, *args)
+
+
+def _send_udp_flows(iface: str, n: int, sport0: int) -> None:
+    s = raw_socket(iface)
+    for i in range(n):
+        s.send(udp_frame(i, sport0 + i % 64))
+        if i % 200 == 199:
+            time.sleep(0.002)
+    s.close()
+
+
+def test_fanout_group_id_0_from_the_kernel_is_joined_not_made_again(
+        pair: Veth, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the kernel's first unique fanout group has id 0; the port's second queue
+    took 0 for "make a new group", so two groups got every packet each (duplicates)."""
+    sockets = type("KernelIdsFromZero", (_KernelIdsFromZero,), {"shift": None})
+    monkeypatch.setattr(afp, "_packet_socket",
+                        lambda cfg, iface: sockets(socket.AF_PACKET, socket.SOCK_RAW, 0))
+    pool = Mempool(capacity=8192)
+    a = port_on(pair.name, pool, cores=[0, 1], rxd=1024)
+    try:
+        assert [q.fanout_id for q in a.queues.values()] == [0, 0]
+        n = 600
+        _send_udp_flows(pair.peer, n, 1024)
+        got = receive_all(list(a.queues.values()), udp_seq, n)   # a duplicate fails inside
+        assert sorted(set(got[0]) | set(got[1])) == list(range(n))
+        time.sleep(0.05)                                          # no late duplicates either
+        assert receive_all(list(a.queues.values()), udp_seq, 1, timeout=0.2) == [{}, {}]
+    finally:
+        a.close()
+    assert pool.in_use == 0
+
+
+def test_fanout_shared_group_id_0_joins_one_group(pair: Veth,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The id the master and its workers derive may be 0 too: each process opening its own
+    queue joins that group (here both queues in one process, one core each)."""
+    monkeypatch.setattr(afp, "_shared_fanout_id", lambda name, ifindex: 0)
+    pool = Mempool(capacity=8192)
+    ports = [open_port(PortConfig(name="wan", device=f"af_packet:{pair.name}", cores=[0, 1],
+                                  rxd=1024), pool, 32, cores=frozenset({c})) for c in (0, 1)]
+    try:
+        queues = [p.queues[c] for p, c in zip(ports, (0, 1))]
+        assert [q.fanout_id for q in queues] == [0, 0]
+        n = 600
+        _send_udp_flows(pair.peer, n, 4000)
+        got = receive_all(queues, udp_seq, n)
+        assert sorted(set(got[0]) | set(got[1])) == list(range(n))
+    finally:
+        for p in ports:
+            p.close()
+    assert pool.in_use == 0
+
+
 # -- promiscuous / all-multicast -----------------------------------------------------
 
 def test_promiscuous_and_allmulti_follow_the_config_and_end_with_the_port(pair: Veth) -> None:

@@ -577,3 +577,37 @@ def test_a_failing_build_shows_the_compiler_output(tmp_path: Path) -> None:
     assert "--- compiler output ---" in proc.stderr
     assert "_dpdk_shim.c:1:1: error: this compiler refuses" in proc.stderr
     assert not list((tmp_path / "cache").glob("_nfkit_dpdk_*"))   # nothing half-built kept
+
+
+ZERO_DRIVER = r"""
+import nfkit
+from nfkit.config import RuntimeConfig
+from nfkit.runtime import Runtime
+rt = Runtime.build(RuntimeConfig.from_toml_text('''app_name = "nfkit-test-zero"
+master_core = 0
+backend = "dpdk"
+batch_size = 16
+log_level = "warning"
+[mempool]
+capacity = 2047
+[[ports]]
+name = "p"
+device = "net_null0"
+cores = [0]
+'''))
+q = rt.port("p").queues[0]
+zero = (len(q.receive_slots(0)), len(q.receive(0)), q.counters.rx_packets, rt.pool.in_use)
+batch = q.receive_slots()
+print(zero, len(batch))
+rt.pool.free_slots(batch.slots)
+rt.close()
+"""
+
+
+def test_receive_of_zero_packets_receives_none() -> None:
+    """``receive_slots(0)`` asks for no packets (0 is not "the batch size")."""
+    need_dpdk()
+    proc = subprocess.run([sys.executable, "-c", ZERO_DRIVER], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split("\n")[0] == "(0, 0, 0, 0) 16"

@@ -702,3 +702,180 @@ def test_same_vlan_selection_as_tcpdump(expr: str, differential: Any) -> None:
     tcpdump, pcap, mbufs, _ = differential
     f = compile_filter(expr)
     assert {i for i, m in enumerate(mbufs) if f(m)} == _tcpdump_selects(tcpdump, pcap, expr)
+
+
+# ---------------------------------------------------------------------------------------
+# Limits: deep nesting, long numbers, long filters are FilterErrors; a compiled filter
+# never raises
+# ---------------------------------------------------------------------------------------
+
+def _limits() -> tuple[int, int, int]:
+    import nfkit.filter as nf
+    return (getattr(nf, "MAX_DEPTH", 100), getattr(nf, "MAX_DIGITS", 20),
+            getattr(nf, "MAX_LENGTH", 65536))
+
+
+@pytest.mark.parametrize("text, column", [
+    ("(" * 330 + "tcp" + ")" * 330, 101),
+    ("not " * 1000 + "tcp", 401),
+    ("!" * 1000 + "tcp", 101),
+    ("tcp and (" + "not (" * 60 + "udp" + ")" * 61, 9 + 50 * 5),
+])
+def test_nesting_deeper_than_the_limit_is_a_filter_error(text: str, column: int) -> None:
+    """Regression: 330 parentheses or ~1,000 'not's raised RecursionError."""
+    depth = _limits()[0]
+    with pytest.raises(FilterError) as info:
+        compile_filter(text)
+    err = info.value
+    assert err.column == column, err.reason
+    assert err.reason.endswith(f"at column {column}: nesting deeper than {depth} levels of "
+                               "parentheses and 'not' (the limit)")
+    assert len(str(err)) < 400                     # the message quotes a bounded excerpt
+
+
+def _at_depth(n: int, f: Filter, m: Mbuf) -> bool:
+    return _at_depth(n - 1, f, m) if n else f(m)
+
+
+@pytest.mark.parametrize("nest, levels", [(lambda e: f"({e})", 1), (lambda e: f"not {e}", 1),
+                                          (lambda e: f"(tcp and udp and {e})", 1),
+                                          (lambda e: f"(tcp or not {e})", 2)],
+                         ids=["parens", "not", "and3", "or-not"])
+def test_the_deepest_filter_allowed_compiles_and_never_raises_when_called(nest: Any,
+                                                                           levels: int) -> None:
+    """Regression: 'not ' * 600 + 'tcp' compiled, then raised RecursionError when called
+    from a pipeline's stack.  At the depth limit a call needs few enough frames to run
+    even 600 frames down."""
+    depth = _limits()[0]
+    text = "tcp"
+    for _ in range(depth // levels):
+        text = nest(text)
+    m = Mbuf.from_bytes(bytes(60), POOL)
+    try:
+        f = compile_filter(text)
+        assert _at_depth(600, f, m) in (True, False)
+        assert compile_filter(f.expression).expression == f.expression
+    finally:
+        m.free()
+    with pytest.raises(FilterError):
+        compile_filter("not " * 600 + "tcp")
+
+
+@pytest.mark.parametrize("text, column", [
+    ("port " + "9" * 4301, 6),
+    ("vlan " + "0" * 500 + "1", 6),
+    ("len > 0x" + "f" * 5000, 7),
+    ("tcp and portrange 1-" + "1" * 5000, 21),
+])
+def test_numbers_longer_than_the_limit_are_a_filter_error(text: str, column: int) -> None:
+    """Regression: a number of 4,301 digits raised ValueError (Python's int() limit)."""
+    digits = _limits()[1]
+    with pytest.raises(FilterError) as info:
+        compile_filter(text)
+    err = info.value
+    assert err.column == column
+    assert f"at column {column}: longer than {digits} digits (the limit)" in err.reason
+    assert len(str(err)) < 400
+
+
+def test_a_filter_longer_than_the_limit_is_a_filter_error() -> None:
+    limit = _limits()[2]
+    text = " or ".join(["tcp"] * (limit // 4 + 10))
+    with pytest.raises(FilterError) as info:
+        compile_filter(text)
+    err = info.value
+    assert err.column == limit + 1
+    assert err.reason == (f"the filter is {len(text)} characters long; at most {limit} "
+                          f"(the limit) at column {limit + 1}")
+    assert len(str(err)) < 400
+    ok = " or ".join(["tcp"] * (limit // 8))          # long and flat: fine
+    assert len(ok) <= limit and compile_filter(ok).expression.startswith("tcp or tcp")
+
+
+_PRIMITIVES = [
+    "tcp", "udp", "ip", "ip6", "arp", "icmp", "icmp6", "gre", "vxlan", "gtp", "ndp", "frag",
+    "srh", "ether", "vlan", "vlan 100", "vni 42", "teid 7", "tcp-syn", "tcp-ack", "icmp-echo",
+    "host 10.0.0.1", "src host 2001:db8::1", "dst net 10.0.0.0/8", "net ::/0",
+    "arp src 192.0.2.1", "tcp port 80", "udp dst port 53", "portrange 1-1024",
+    "src and dst net 0.0.0.0/0", "ether src 02:00:00:00:00:01", "ether host ff:ff:ff:ff:ff:ff",
+    "len > 100", "len <= 64", "greater 1000", "less 60", "true", "false",
+]
+#: near misses: compiling must raise FilterError, nothing else
+_NOT_PRIMITIVES = ["port 99999", "host 300.1.1.1", "foo", "net 10.0.0.1/8", "len", ")",
+                   "port " + "9" * 30, "portrange 5"]
+_OPS = [" and ", " or ", " && ", " || "]
+
+
+def _mostly(good: list[str], bad: list[str]) -> st.SearchStrategy[str]:
+    """One of ``good``, one time in 20 one of ``bad``."""
+    return st.integers(0, 19).flatmap(lambda i: st.sampled_from(bad if i == 0 else good))
+
+_DEPTHS = st.sampled_from([0, 1, 2, 30, 99, 100, 101, 1200])
+_shallow = st.recursive(
+    _mostly(_PRIMITIVES, _NOT_PRIMITIVES),
+    lambda inner: st.one_of(
+        st.tuples(inner, _mostly(_OPS, [" ", "and", ""]), inner).map("".join),
+        inner.map(lambda e: f"not {e}"), inner.map(lambda e: f"!{e}"),
+        inner.map(lambda e: f"({e})")),
+    max_leaves=12)
+
+
+@st.composite
+def filters(draw: Any) -> str:
+    """Expressions of the grammar (and near misses), often wrapped very deep."""
+    e = draw(_shallow)
+    for _ in range(draw(st.integers(0, 3))):
+        n = draw(_DEPTHS)
+        how = draw(st.sampled_from(["()", "not", "!", "and", "or-not"]))
+        if how == "()":
+            e = "(" * n + e + ")" * n
+        elif how in ("not", "!"):
+            e = ("not " if how == "not" else "!") * n + e
+        else:
+            other = draw(_shallow)
+            for _ in range(n):
+                e = f"({other} and {e})" if how == "and" else f"({other} or not {e})"
+    return e
+
+
+def _frames() -> list[bytes]:
+    c = build_catalogue()
+    try:
+        return [m.to_bytes() for m in c.values()]
+    finally:
+        Mbuf.free_bulk(c.values())
+
+
+_FRAMES = _frames()
+
+
+@st.composite
+def mangled_frames(draw: Any) -> bytes:
+    """Random bytes, or a catalogue frame cut short and with some bytes changed."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=300))
+    raw = bytearray(draw(st.sampled_from(_FRAMES)))
+    for _ in range(draw(st.integers(0, 6))):
+        if raw:
+            raw[draw(st.integers(0, len(raw) - 1))] = draw(st.integers(0, 255))
+    return bytes(raw[:draw(st.integers(0, len(raw)))])
+
+
+@given(st.one_of(filters(), st.text(max_size=80)), st.lists(mangled_frames(), max_size=8))
+def test_random_filters_compile_or_say_why_and_never_raise_on_any_frame(
+        text: str, frames: list[bytes]) -> None:
+    try:
+        f = compile_filter(text)
+    except FilterError as err:
+        assert err.column is None or 1 <= err.column <= len(text) + 1
+        return
+    again = compile_filter(f.expression)               # the normalised text compiles too
+    for raw in frames:
+        m = Mbuf.from_bytes(raw, POOL)
+        try:
+            got = f(m)
+            assert got in (True, False)
+            assert again(m) is got
+            assert _at_depth(300, f, m) is got          # and from deeper in a stack
+        finally:
+            m.free()

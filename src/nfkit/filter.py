@@ -43,6 +43,16 @@ Numbers are decimal or ``0x`` hexadecimal.  Addresses are literal (no name resol
 a CIDR must have no host bits set.  ``and`` binds tighter than ``or`` and ``not`` tighter
 than both, as in most languages (see the tcpdump differences below).
 
+Limits
+------
+A filter is at most :data:`MAX_LENGTH` (65,536) characters long, nests at most
+:data:`MAX_DEPTH` (100) levels of parentheses and ``not`` around a primitive, and its
+numbers have at most :data:`MAX_DIGITS` (20) digits (leading zeros included, ``0x`` not).
+Beyond a limit compiling raises :class:`FilterError` naming the column and the limit, so
+neither compiling nor calling a filter can run out of stack: at the depth limit a call
+needs about 200 Python frames.  Long flat filters (``host A or host B or ...`` over
+thousands of hosts) are fine: ``and``/``or`` chains do not nest.
+
 What the primitives match
 -------------------------
 * **Any layer.**  Inside tunnels (VXLAN, GRE, GTP-U, IP-in-IP, IPv6-in-IPv4...) a primitive
@@ -113,7 +123,16 @@ from .packets.tcp import Tcp
 from .packets.udp import Udp
 from .packets.vxlan import Vxlan
 
-__all__ = ["compile_filter", "Filter", "FilterError"]
+__all__ = ["compile_filter", "Filter", "FilterError", "MAX_LENGTH", "MAX_DEPTH", "MAX_DIGITS"]
+
+#: characters a filter may have
+MAX_LENGTH = 65536
+#: levels of parentheses and ``not`` around a primitive.  The parser and the compiled filter
+#: recurse once or twice per level; Python stops at 1,000 frames (330 parentheses or ~1,000
+#: ``not`` s raised RecursionError), so 100 leaves room for the caller's own stack.
+MAX_DEPTH = 100
+#: digits of a number (Python's int() refuses more than 4,300; no field needs more than 10)
+MAX_DIGITS = 20
 
 
 class FilterError(NfkitError, ValueError):
@@ -126,10 +145,24 @@ class FilterError(NfkitError, ValueError):
     """
 
     def __init__(self, expression: str, reason: str, column: int | None) -> None:
-        super().__init__(f"filter '{expression}': {reason}")
+        super().__init__(f"filter '{_excerpt(expression, column)}': {reason}")
         self.expression = expression
         self.reason = reason
         self.column = column
+
+
+def _excerpt(text: str, column: int | None, width: int = 120) -> str:
+    """``text``, or for a long one the part around ``column`` (messages stay short)."""
+    if len(text) <= width:
+        return text
+    start = max(0, min((column or 1) - 1 - width // 2, len(text) - width))
+    return (f"{'...' if start else ''}{text[start:start + width]}"
+            f"{'...' if start + width < len(text) else ''} ({len(text)} characters)")
+
+
+def _show(word: str) -> str:
+    """A token as quoted in a message: at most 40 characters of it."""
+    return word if len(word) <= 40 else f"{word[:32]}...({len(word)} characters)"
 
 
 # ---------------------------------------------------------------------------------------
@@ -481,10 +514,15 @@ _INT = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]+")
 
 
 def _int(text: str) -> int | None:
-    """A decimal or 0x-hexadecimal number, or None."""
-    if not _INT.fullmatch(text):
+    """A decimal or 0x-hexadecimal number, or None (also for more than MAX_DIGITS digits:
+    :meth:`_Parser.integer` says so)."""
+    if not _INT.fullmatch(text) or _digits(text) > MAX_DIGITS:
         return None
     return int(text, 16) if text[:2] in ("0x", "0X") else int(text, 10)
+
+
+def _digits(text: str) -> int:
+    return len(text) - 2 if text[:2] in ("0x", "0X") else len(text)
 
 
 class _Parser:
@@ -492,8 +530,12 @@ class _Parser:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        if len(text) > MAX_LENGTH:
+            raise self.error(f"the filter is {len(text)} characters long; at most {MAX_LENGTH} "
+                             f"(the limit) at column {MAX_LENGTH + 1}", MAX_LENGTH + 1)
         self.toks = self._tokenize(text)
         self.i = 0
+        self.depth = 0          # parentheses and 'not' around the current position
 
     # -- tokens -------------------------------------------------------------------------
     def _tokenize(self, text: str) -> list[_Tok]:
@@ -527,7 +569,7 @@ class _Parser:
 
     @staticmethod
     def found(t: _Tok) -> str:
-        return "" if t.kind == "end" else f", found '{t.text}'"
+        return "" if t.kind == "end" else f", found '{_show(t.text)}'"
 
     # -- expressions --------------------------------------------------------------------
     def parse(self) -> _Node | None:
@@ -539,8 +581,8 @@ class _Parser:
         if t.kind != "end":
             if t.kind == "op" and t.text == ")":
                 raise self.error(f"unexpected ')' at column {t.col} (no '(' to close)", t.col)
-            raise self.error(f"unexpected '{t.text}' at column {t.col} (expected 'and', 'or' "
-                             "or the end of the filter)", t.col)
+            raise self.error(f"unexpected '{_show(t.text)}' at column {t.col} (expected 'and', "
+                             "'or' or the end of the filter)", t.col)
         return node
 
     def expr(self, after: _Tok | None) -> _Node:
@@ -571,13 +613,19 @@ class _Parser:
         t = self.peek()
         if _is_not(t):
             self.next()
-            return _Not(self.factor(t))
+            self.enter(t)
+            node: _Node = _Not(self.factor(t))
+            self.depth -= 1
+            return node
         if t.kind == "op" and t.text == "(":
             self.next()
+            self.enter(t)
             node = self.expr(t)
+            self.depth -= 1
             close = self.peek()
             if not (close.kind == "op" and close.text == ")"):
-                what = "the end of the filter" if close.kind == "end" else f"'{close.text}'"
+                what = "the end of the filter" if close.kind == "end" \
+                    else f"'{_show(close.text)}'"
                 raise self.error(f"expected ')' to close the '(' at column {t.col}, found "
                                  f"{what} at column {close.col}", close.col)
             self.next()
@@ -587,6 +635,13 @@ class _Parser:
             raise self.error(f"expected a primitive{where} at column {t.col}{self.found(t)}",
                              t.col)
         return self.primitive()
+
+    def enter(self, t: _Tok) -> None:
+        """One more level of nesting (at ``t``), within MAX_DEPTH."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"'{t.text}' at column {t.col}: nesting deeper than {MAX_DEPTH} "
+                             "levels of parentheses and 'not' (the limit)", t.col)
 
     # -- primitives ---------------------------------------------------------------------
     def primitive(self) -> _Prim:
@@ -622,11 +677,13 @@ class _Parser:
             return self.qualified(None)
         if w in _PROTOCOLS:
             return _Prim(w, _PROTOCOLS[w])
-        raise self.error(f"unknown primitive '{t.text}' at column {t.col}{self.suggest(t.text)}",
-                         t.col)
+        raise self.error(f"unknown primitive '{_show(t.text)}' at column "
+                         f"{t.col}{self.suggest(t.text)}", t.col)
 
     def suggest(self, word: str) -> str:
         """A "(did you mean ...?)" hint for an unknown word, or ''."""
+        if len(word) > 64:                   # nothing it could be a typo of
+            return ""
         if word.lower() in _UNSUPPORTED:
             return f" (not supported: {_UNSUPPORTED[word.lower()]})"
         try:
@@ -649,13 +706,23 @@ class _Parser:
         if t.kind != "word":
             raise self.error(f"expected a {what} after '{after.text}' at column {t.col}"
                              f"{self.found(t)}", t.col)
-        n = _int(t.text)
+        return self.integer(t.text, t.col, what, lo, hi)
+
+    def check_digits(self, text: str, col: int, what: str) -> None:
+        if _INT.fullmatch(text) and _digits(text) > MAX_DIGITS:
+            raise self.error(f"bad {what} '{_show(text)}' at column {col}: longer than "
+                             f"{MAX_DIGITS} digits (the limit)", col)
+
+    def integer(self, text: str, col: int, what: str, lo: int, hi: int) -> int:
+        """``text`` (at ``col``) as a number in ``lo..hi``."""
+        self.check_digits(text, col, what)
+        n = _int(text)
         if n is None:
-            raise self.error(f"bad {what} '{t.text}' at column {t.col}: expected a number "
-                             f"{lo}-{hi}", t.col)
+            raise self.error(f"bad {what} '{_show(text)}' at column {col}: expected a number "
+                             f"{lo}-{hi}", col)
         if not lo <= n <= hi:
-            raise self.error(f"bad {what} '{t.text}' at column {t.col}: out of range "
-                             f"{lo}-{hi}", t.col)
+            raise self.error(f"bad {what} '{_show(text)}' at column {col}: out of range "
+                             f"{lo}-{hi}", col)
         return n
 
     def length(self, t: _Tok) -> _Prim:
@@ -696,13 +763,13 @@ class _Parser:
         if k.is_word("host"):
             last = self.next()
         elif k.is_word(*_KINDS):
-            raise self.error(f"'ether' cannot qualify '{k.text}' at column {k.col} (use "
+            raise self.error(f"'ether' cannot qualify '{_show(k.text)}' at column {k.col} (use "
                              "'ether host', 'ether src' or 'ether dst')", k.col)
         v = self.value(last, "a MAC address")
         try:
             mac = MacAddr(v.text)
         except FieldValueError:
-            raise self.error(f"bad MAC address '{v.text}' at column {v.col}: expected "
+            raise self.error(f"bad MAC address '{_show(v.text)}' at column {v.col}: expected "
                              "aa:bb:cc:dd:ee:ff", v.col) from None
         word = direction if direction in ("src", "dst", "src and dst") else "host"
         return _Prim(f"ether {word} {mac}",
@@ -744,15 +811,15 @@ class _Parser:
     def family_check(self, version: int, qual: str | None, kind: str, v: _Tok) -> None:
         want = {"ip": 4, "arp": 4, "ip6": 6}.get(qual or "")
         if want is not None and want != version:
-            raise self.error(f"'{qual} {kind}' takes an IPv{want} address, got '{v.text}' at "
-                             f"column {v.col}", v.col)
+            raise self.error(f"'{qual} {kind}' takes an IPv{want} address, got "
+                             f"'{_show(v.text)}' at column {v.col}", v.col)
 
     def host(self, v: _Tok, qual: str | None, direction: str, words: list[str]) -> _Prim:
         try:
             addr: IPv4Address | IPv6Address = ip_address(v.text)
         except ValueError:
-            raise self.error(f"bad address '{v.text}' at column {v.col}: not an IPv4 or IPv6 "
-                             "address (host names are not resolved)", v.col) from None
+            raise self.error(f"bad address '{_show(v.text)}' at column {v.col}: not an IPv4 or "
+                             "IPv6 address (host names are not resolved)", v.col) from None
         self.family_check(addr.version, qual, "host", v)
         pairs = _address_pairs(addr.version, ip=qual != "arp", arp=qual in (None, "arp"))
         return _Prim(" ".join(words + ["host", str(addr)]),
@@ -765,9 +832,10 @@ class _Parser:
             try:
                 loose = ip_network(v.text, strict=False)
             except ValueError:
-                raise self.error(f"bad network '{v.text}' at column {v.col}: expected a CIDR "
-                                 "network such as 10.0.0.0/8 or 2001:db8::/32", v.col) from None
-            raise self.error(f"bad network '{v.text}' at column {v.col}: host bits set (did "
+                raise self.error(f"bad network '{_show(v.text)}' at column {v.col}: expected a "
+                                 "CIDR network such as 10.0.0.0/8 or 2001:db8::/32",
+                                 v.col) from None
+            raise self.error(f"bad network '{_show(v.text)}' at column {v.col}: host bits set (did "
                              f"you mean '{loose}'?)", v.col) from exc
         self.family_check(net.version, qual, "net", v)
         pairs = _address_pairs(net.version, ip=qual != "arp", arp=qual in (None, "arp"))
@@ -785,13 +853,18 @@ class _Parser:
                          _directed(pairs, lambda p: p == n, direction))
         v = self.value(last, "a port range N-M")
         parts = v.text.split("-")
+        if len(parts) == 2 and all(_INT.fullmatch(p) for p in parts):
+            col = v.col
+            for p in parts:                  # each bound at its own column
+                self.check_digits(p, col, "port range bound")
+                col += len(p) + 1
         bounds = [_int(p) for p in parts]
         if len(parts) != 2 or None in bounds:
-            raise self.error(f"bad port range '{v.text}' at column {v.col}: expected N-M, "
-                             "e.g. 1024-65535", v.col)
+            raise self.error(f"bad port range '{_show(v.text)}' at column {v.col}: expected "
+                             "N-M, e.g. 1024-65535", v.col)
         lo, hi = sorted(b for b in bounds if b is not None)
         if hi > 65535:
-            raise self.error(f"bad port range '{v.text}' at column {v.col}: ports are "
+            raise self.error(f"bad port range '{_show(v.text)}' at column {v.col}: ports are "
                              "0-65535", v.col)
         return _Prim(" ".join(words + ["portrange", f"{lo}-{hi}"]),
                      _directed(pairs, lambda p: lo <= p <= hi, direction))

@@ -13,17 +13,26 @@ Python get their own build and a stale one is never loaded (a new build deletes 
 ones of the same Python).  Concurrent first uses (tests in parallel processes) serialise on
 a lock file.  A failed build raises
 :class:`DpdkBuildError` with the compiler's output.
+
+The cache holds code that is loaded into the process (as root, usually), so it is used only
+when nobody else can change it, as ssh does with its files: the directory, every directory
+above it (a world-writable one only with the sticky bit, like /tmp) and the extension must
+be owned by this user or root and not writable by group or others; the lock file is opened
+without following symbolic links.  Otherwise :class:`UnsafeCacheError` names the path and
+what is wrong.  Missing directories are created 0700.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import importlib.machinery
 import importlib.util
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -34,7 +43,8 @@ from typing import Any, Iterator
 
 from ..errors import NfkitError
 
-__all__ = ["DpdkBuildError", "INSTALL_HINT", "cache_dir", "dpdk_version", "build", "load"]
+__all__ = ["DpdkBuildError", "UnsafeCacheError", "INSTALL_HINT", "cache_dir", "dpdk_version",
+           "build", "load"]
 
 HERE = Path(__file__).resolve().parent
 SHIM_C = HERE / "_dpdk_shim.c"
@@ -49,8 +59,13 @@ class DpdkBuildError(NfkitError):
     """DPDK, pkg-config, cffi or a C compiler is missing, or the shim did not compile."""
 
 
+class UnsafeCacheError(DpdkBuildError):
+    """The shim cache could be changed by another user (owner, permissions, a symbolic link
+    where a file should be): nothing from it is loaded."""
+
+
 def cache_dir() -> Path:
-    """Where compiled shims live (created on demand)."""
+    """Where compiled shims live (created on demand, checked by :func:`_secure_dir`)."""
     env = os.environ.get("NFKIT_CACHE_DIR")
     if env:
         return Path(env)
@@ -100,20 +115,89 @@ def _module_name(version: str, cflags: list[str], libs: list[str]) -> str:
 def _find_built(directory: Path, name: str) -> Path | None:
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         p = directory / (name + suffix)
-        if p.exists():
+        if os.path.lexists(p):               # a link too: _check_file refuses it
             return p
     return None
 
 
+_FIX = ("; a library planted there would run as this user.  Use a directory only you can "
+        "write (NFKIT_CACHE_DIR, XDG_CACHE_HOME)")
+
+
+def _refuse(what: str, path: Path, problem: str) -> UnsafeCacheError:
+    return UnsafeCacheError(f"refusing the DPDK shim cache: {what} {path} {problem}{_FIX}")
+
+
+def _check_owner_mode(what: str, path: Path, st: os.stat_result, sticky_ok: bool = False) -> None:
+    """Owned by this user or root, and not writable by group or others (``sticky_ok``: a
+    world-writable directory with the sticky bit, where nobody can replace others' entries)."""
+    me = os.geteuid()
+    if st.st_uid not in (me, 0):
+        raise _refuse(what, path, f"is owned by uid {st.st_uid}, not by this user (uid {me}) "
+                                  "or root")
+    writable = st.st_mode & 0o022
+    if writable and not (sticky_ok and st.st_mode & stat.S_ISVTX):
+        who = {0o022: "its group and others", 0o020: "its group", 0o002: "others"}[writable]
+        raise _refuse(what, path, f"is writable by {who} (mode "
+                                  f"{stat.S_IMODE(st.st_mode):04o}; chmod go-w {path})")
+
+
+def _secure_dir(directory: Path) -> Path:
+    """``directory`` resolved (symbolic links followed once, here, so nothing can swap them
+    later), missing parts created 0700, and checked with every directory above it."""
+    real = Path(os.path.realpath(directory))
+    missing = []
+    p = real
+    while not os.path.lexists(p):
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            pass                             # made meanwhile: checked below like the rest
+        except OSError as exc:
+            raise DpdkBuildError(f"cannot create the DPDK shim cache {d}: "
+                                 f"{exc.strerror or exc}") from None
+    for d in (*reversed(real.parents), real):
+        st = os.lstat(d)
+        if not stat.S_ISDIR(st.st_mode):
+            raise _refuse("directory", d, "is not a directory (a symbolic link made after "
+                                          "it was resolved?)")
+        _check_owner_mode("directory", d, st, sticky_ok=d != real)
+    return real
+
+
+def _check_file(path: Path) -> None:
+    """A built shim may be loaded: a regular file (not a link) nobody else can change."""
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise _refuse("file", path, "is not a regular file")
+    _check_owner_mode("file", path, st)
+
+
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    """Hold the cache's lock file: created 0600, never through a symbolic link (a link
+    planted as ``.lock`` would make ``open("w")`` truncate whatever it points to)."""
+    path = directory / ".lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _refuse("lock file", path, "is a symbolic link") from None
+        raise DpdkBuildError(f"cannot open the DPDK shim cache's lock file {path}: "
+                             f"{exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _refuse("lock file", path, "is not a regular file")
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -147,10 +231,11 @@ def build(force: bool = False) -> Path:
             from None
     version, cflags, libs = _flags()
     name = _module_name(version, cflags, libs)
-    out = cache_dir()
+    out = _secure_dir(cache_dir())
     with _locked(out):
         found = _find_built(out, name)
         if found is not None and not force:
+            _check_file(found)
             return found
         ffi = cffi.FFI()
         ffi.cdef(_cdef())
@@ -199,6 +284,7 @@ def load() -> tuple[Any, Any]:
     global _loaded
     if _loaded is None:
         path = build()
+        _check_file(path)                    # what is loaded is what was checked
         name = path.name.split(".")[0]
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None

@@ -592,10 +592,17 @@ def _packet_socket(cfg: "PortConfig", iface: str) -> socket.socket:
                         "the Python binary)") from None
 
 
+#: ``_setup_rx``'s "make a new fanout group" request.  Not 0: the kernel's group ids are
+#: 0..65535 and PACKET_FANOUT_FLAG_UNIQUEID hands out 0 first on a freshly booted machine,
+#: which taken as "new group" made the port's second queue a second group (duplicates).
+NEW_FANOUT_GROUP = -1
+
+
 def _setup_rx(cfg: "PortConfig", iface: str, ifindex: int, geo: RingGeometry,
               fanout: int | None) -> tuple[socket.socket, int | None]:
-    """A receive socket with its TPACKET_V3 ring, bound to ``iface``; joins (or, with
-    ``fanout == 0``, creates) the port's fanout group.  Returns the socket and group id."""
+    """A receive socket with its TPACKET_V3 ring, bound to ``iface``; joins group
+    ``fanout`` (any id, 0 included), makes a new group (``NEW_FANOUT_GROUP``) or stays out
+    of fanout (None).  Returns the socket and the group id."""
     s = _packet_socket(cfg, iface)
     try:
         s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
@@ -607,17 +614,16 @@ def _setup_rx(cfg: "PortConfig", iface: str, ifindex: int, geo: RingGeometry,
         except OSError:                      # before Linux 4.20: the kernels skip them
             pass
         s.bind((iface, ETH_P_ALL))
-        if fanout is not None:
-            if fanout == 0:
-                try:
-                    s.setsockopt(SOL_PACKET, PACKET_FANOUT,
-                                 (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16)
-                    fanout = struct.unpack("I", s.getsockopt(SOL_PACKET, PACKET_FANOUT, 4))[0] & 0xFFFF
-                except OSError:              # no UNIQUEID (before Linux 4.3): a pid-based id
-                    fanout = (os.getpid() * 31 + ifindex) & 0xFFFF or 1
-                    s.setsockopt(SOL_PACKET, PACKET_FANOUT, fanout | PACKET_FANOUT_HASH << 16)
-            else:
+        if fanout == NEW_FANOUT_GROUP:
+            try:
+                s.setsockopt(SOL_PACKET, PACKET_FANOUT,
+                             (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16)
+                fanout = struct.unpack("I", s.getsockopt(SOL_PACKET, PACKET_FANOUT, 4))[0] & 0xFFFF
+            except OSError:                  # no UNIQUEID (before Linux 4.3): a pid-based id
+                fanout = (os.getpid() * 31 + ifindex) & 0xFFFF
                 s.setsockopt(SOL_PACKET, PACKET_FANOUT, fanout | PACKET_FANOUT_HASH << 16)
+        elif fanout is not None:
+            s.setsockopt(SOL_PACKET, PACKET_FANOUT, fanout | PACKET_FANOUT_HASH << 16)
         return s, fanout
     except BaseException:
         s.close()
@@ -649,7 +655,7 @@ _TREE_ROOT = os.getpid()
 def _shared_fanout_id(port_name: str, ifindex: int) -> int:
     """A fanout group id the master and its worker processes compute alike (from the
     master's pid, the port's name and the interface), different for other runs."""
-    return zlib.crc32(f"{_TREE_ROOT}:{port_name}:{ifindex}".encode()) & 0xFFFF or 1
+    return zlib.crc32(f"{_TREE_ROOT}:{port_name}:{ifindex}".encode()) & 0xFFFF
 
 
 def _membership(sock: socket.socket, ifindex: int, kind: int) -> None:
@@ -696,7 +702,7 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
         # core (the multi-core runtime's master and forked workers): each opens its own
         # queue, so the id is derived from what they share -- the master's pid, the port
         # and the interface.
-        fanout = 0 if len(served) == ncores else _shared_fanout_id(cfg.name, ifindex)
+        fanout = NEW_FANOUT_GROUP if len(served) == ncores else _shared_fanout_id(cfg.name, ifindex)
     try:
         for i, core in served:
             try:

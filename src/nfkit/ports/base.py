@@ -82,7 +82,7 @@ class PortQueue:
 
     def receive(self, max_packets: int | None = None) -> list[Mbuf]:
         """Up to ``max_packets`` (default: the configured batch size) received packets."""
-        mbufs = self._rx(max_packets or self.port.batch_size)
+        mbufs = self._rx(self.port.batch_size if max_packets is None else max_packets)
         if mbufs:
             c = self.counters
             c.rx_packets += len(mbufs)
@@ -94,7 +94,7 @@ class PortQueue:
         """Like :meth:`receive`, as slots of the port's pool (no Mbuf objects): what a
         pipeline that starts with a vector stage asks for."""
         from ..batch import SlotBatch
-        slots = self._rx_slots(max_packets or self.port.batch_size)
+        slots = self._rx_slots(self.port.batch_size if max_packets is None else max_packets)
         n = len(slots)
         if n:
             c = self.counters

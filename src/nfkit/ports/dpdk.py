@@ -197,9 +197,11 @@ _eal: _Eal | None = None
 
 
 def _load() -> tuple[Any, Any]:
-    from ._dpdk_build import DpdkBuildError, load
+    from ._dpdk_build import DpdkBuildError, UnsafeCacheError, load
     try:
         return load()
+    except UnsafeCacheError as exc:      # installed, but its cache cannot be trusted
+        raise DpdkError(f"DPDK ports: {exc}") from None
     except DpdkBuildError as exc:
         raise DpdkUnavailable(f"DPDK ports are not available: {exc}") from None
 
@@ -437,7 +439,7 @@ class DpdkQueue(PortQueue):
 
     def receive_slots(self, max_packets: int | None = None) -> "SlotBatch":
         """One shim call; the octets come from C (no second pass over the lengths)."""
-        slots = self._rx_slots(max_packets or self.port.batch_size)
+        slots = self._rx_slots(self.port.batch_size if max_packets is None else max_packets)
         n = len(slots)
         if n:
             c = self.counters

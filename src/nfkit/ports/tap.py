@@ -418,8 +418,8 @@ class KniRx:
         from ..batch import SlotBatch
         k = self.kni
         pool = k.port.pool
-        slots = read_burst(k.fd, pool, max_packets or k.port.batch_size, k.counters, k.who) \
-            if k.fd >= 0 else _EMPTY
+        n = k.port.batch_size if max_packets is None else max_packets
+        slots = read_burst(k.fd, pool, n, k.counters, k.who) if k.fd >= 0 else _EMPTY
         if len(slots):
             k.counters.rx_packets += len(slots)
             k.counters.rx_octets += int(pool.data_len[slots].sum())
