@@ -15,16 +15,14 @@ from pathlib import Path
 import pytest
 
 from nfkit.ports import _dpdk_build
+from nfkit.testing import skips
 from test_dpdk import NFKIT, need_dpdk
 
 OTHER_UID = 65534                      # nobody
 
 
 def need_root() -> None:
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but these tests need root (files owned by another user)")
-        pytest.skip("needs root to make files owned by another user")
+    skips.need_root("these tests need root to make files owned by another user")
 
 
 def build_in(cache: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -98,8 +96,7 @@ def plant(cache: Path, tmp_path: Path) -> Path:
     """A shared library under the name the shim's build would have, whose constructor
     leaves a file in the working directory when it is loaded."""
     cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        pytest.skip("no C compiler")
+    skips.need(cc, "no C compiler", "apt-get install gcc")
     name = _dpdk_build._module_name(*_dpdk_build._flags())
     src = tmp_path / "planted.c"
     src.write_text(PLANTED_C)

@@ -19,6 +19,7 @@ from nfkit import metrics as nfmetrics
 from nfkit.config import RuntimeConfig
 from nfkit.metrics import MetricsError, serve
 from nfkit.runtime import Runtime
+from nfkit.testing import skips
 
 
 def free_port() -> int:
@@ -186,8 +187,8 @@ def _server_thread() -> int:
     raise AssertionError("no nfkit-metrics thread")
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to leave one free")
 def test_the_thread_runs_on_cpus_no_forwarding_core_uses() -> None:
+    skips.need(len(os.sched_getaffinity(0)) >= 2, "needs 2 CPUs to leave one free")
     rt = runtime(cores="[0]")
     stop = serve(rt.metrics, "127.0.0.1", free_port())
     try:
