@@ -280,7 +280,8 @@ class PcapReader:
     ``buf_size``, skipped by :meth:`read_into`); ``skipped_corrupt`` (damaged pcapng packet
     blocks skipped, reading on); ``skipped_linktype`` (link type -> packets skipped for
     ``linktype=``); ``damage`` (the damaged records found, the first 100); ``error``
-    (``None`` or the first :class:`PcapDamaged` found).
+    (``None`` or the first :class:`PcapDamaged` found); ``fatal`` (the damage that ended
+    the reading, if any).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, strict: bool = False,
@@ -294,6 +295,7 @@ class PcapReader:
         self.skipped_linktype: dict[int, int] = {}
         self.damage: list[PcapDamaged] = []
         self.error: PcapDamaged | None = None
+        self.fatal: PcapDamaged | None = None
         self.linktype: int | None = None
         self.snaplen: int | None = None
         self.nanosecond = False
@@ -449,7 +451,7 @@ class PcapReader:
         self._pos = self._first
         self._done = False
         self._raised = False
-        self.error = None
+        self.error = self.fatal = None
         self.damage = []
         if self.format == "pcapng":
             self._section(0)
@@ -548,6 +550,7 @@ class PcapReader:
     def _damage(self, err: PcapDamaged) -> None:
         """Note a damaged record that ends the reading; the reader is at its end from here."""
         self._note(err)
+        self.fatal = err
         self._done = not self.strict
 
     def _bad_block(self, err: PcapCorrupt) -> bool:
@@ -937,6 +940,11 @@ class PcapReader:
         for s, o, c in zip(slots.tolist(), doff.tolist(), cap.tolist()):
             d = s * stride + h
             pbuf[d:d + c] = mv[o:o + c]
+
+    @property
+    def is_stream(self) -> bool:
+        """True when reading a stream (pipe, FIFO, device) rather than a mapped file."""
+        return self._fd >= 0
 
     @property
     def at_end(self) -> bool:
