@@ -66,6 +66,10 @@ class PortQueue:
     and counted in ``tx_dropped`` -- never lost silently.
     """
 
+    #: (packets, octets) the queue's output already held when a restarted worker reopened
+    #: it (a driver that continues an output file sets it; see :mod:`nfkit.multicore`)
+    resumed: tuple[int, int] = (0, 0)
+
     def __init__(self, port: "Port", core: int, index: int) -> None:
         self.port = port
         self.core = core
