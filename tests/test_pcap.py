@@ -1189,6 +1189,9 @@ def test_writer_does_not_follow_symlinks(tmp_path: Path) -> None:
             PcapWriter(link, mode=mode)
         assert isinstance(ei.value, PcapError)
     assert victim.read_bytes() == b"precious"
+    PcapWriter(link, mode="n").close()       # a generated name: the link is replaced
+    assert not link.is_symlink() and victim.read_bytes() == b"precious"
+    assert list(PcapReader(link)) == []
     fresh = tmp_path / "fresh.pcap"
     PcapWriter(fresh, mode="x").close()
     with pytest.raises(PcapWriteError, match="exists"):

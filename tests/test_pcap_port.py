@@ -176,3 +176,31 @@ def test_replay_that_cannot_progress_ends(tmp_path: Path, case: str) -> None:
         assert errors == "2" and "No such file" in proc.stderr
     else:
         assert "gave no packets in a whole pass" in proc.stderr
+
+
+def test_generated_tx_names_replace_a_planted_symlink(tmp_path: Path) -> None:
+    """tx_pcap=out.pcap on two queues writes out-q0/out-q1.pcap: names nfkit made up, so
+    whatever holds them is replaced (a planted link unlinked, not followed); the name the
+    config gives itself is never opened through a link (test_cli checks that)."""
+    write_pcap(tmp_path / "a.pcap", range(10))
+    write_pcap(tmp_path / "b.pcap", range(10, 30))
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "out-q1.pcap").symlink_to(victim)
+    rt = Runtime.build(cfg("""
+        app_name = "genlink"
+        master_core = 0
+        stop_when_drained = true
+        [workers]
+        mode = "single"
+        [[ports]]
+        name = "eth1"
+        device = "net_pcap0"
+        args = "rx_pcap=a.pcap,rx_pcap=b.pcap,tx_pcap=out.pcap"
+        cores = [0, 1]
+    """, tmp_path))
+    rt.add_pipeline_to_port("eth1", lambda q: Poll(q).send(q))
+    assert rt.execute().reason == "drained"
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "out-q1.pcap").is_symlink()
+    assert records(tmp_path / "out-q0.pcap") == 10 and records(tmp_path / "out-q1.pcap") == 20

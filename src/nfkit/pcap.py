@@ -1026,7 +1026,9 @@ class PcapWriter:
     bytes with their original length recorded.
 
     ``mode``: ``"w"`` creates or truncates the file, ``"x"`` creates a new one (an existing
-    name is an error), ``"a"`` continues a pcap file this writer could have written (same
+    name is an error), ``"n"`` removes whatever holds the name (an old file, a planted
+    link: unlinked, not followed) and then creates it as ``"x"`` does -- for names nfkit
+    generates in shared directories -- and ``"a"`` continues a pcap file this writer could have written (same
     byte order, resolution, link type and snap length): its records are counted
     (``resumed_packets``, ``resumed_octets``) and a partial last record -- a writer killed
     mid-write -- is cut off (``repaired_bytes``).  No mode follows a symbolic link at
@@ -1045,8 +1047,8 @@ class PcapWriter:
             raise ValueError(f"link type {linktype} does not fit 32 bits")
         if not 0 < snaplen <= 0xFFFFFFFF:
             raise ValueError(f"snap length must be 1..2**32-1, got {snaplen}")
-        if mode not in ("w", "x", "a"):
-            raise ValueError(f"mode must be 'w', 'x' or 'a', got {mode!r}")
+        if mode not in ("w", "x", "n", "a"):
+            raise ValueError(f"mode must be 'w', 'x', 'n' or 'a', got {mode!r}")
         self.path = os.fspath(path)
         self.linktype = linktype
         self.snaplen = snaplen
@@ -1066,9 +1068,16 @@ class PcapWriter:
             raise
 
     def _open(self, mode: str) -> int:
+        if mode == "n":
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise PcapWriteError(self.path, f"cannot replace it: {e.strerror or e}", e) from e
         flags = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         flags |= {"w": os.O_WRONLY | os.O_TRUNC, "x": os.O_WRONLY | os.O_EXCL,
-                  "a": os.O_RDWR}[mode]
+                  "n": os.O_WRONLY | os.O_EXCL, "a": os.O_RDWR}[mode]
         try:
             return os.open(self.path, flags, 0o644)
         except OSError as e:

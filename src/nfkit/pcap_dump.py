@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .pcap import PcapWriteError, PcapWriter
+from .pcap import PcapWriter
 
 if TYPE_CHECKING:  # pragma: no cover
     from .buffers import Mbuf, Mempool
@@ -95,18 +95,9 @@ class BufferedPcapWriter(PcapWriter):
 
 
 def _open_dump(path: Path, resume: bool) -> BufferedPcapWriter:
-    """A dump file: continued (a restarted worker), else created anew.  The name is ours
-    (generated), so whatever holds it is removed first -- a planted link is unlinked, not
-    followed -- and the file is created exclusively: a link raced in between is an error."""
-    if resume:
-        return BufferedPcapWriter(path, mode="a")
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise PcapWriteError(str(path), f"cannot replace it: {exc.strerror or exc}", exc) from exc
-    return BufferedPcapWriter(path, mode="x")
+    """A dump file: continued (a restarted worker), else created anew -- the name is ours,
+    so whatever holds it is removed first (a planted link unlinked, not followed)."""
+    return BufferedPcapWriter(path, mode="a" if resume else "n")
 
 
 def dump_file_names(port: str, core: int) -> tuple[str, str]:

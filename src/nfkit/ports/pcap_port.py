@@ -258,11 +258,13 @@ def _input_problem(path: Path) -> str | None:
     return None
 
 
-def _writer(cfg: "PortConfig", path: Path, resume: bool) -> PcapWriter:
+def _writer(cfg: "PortConfig", path: Path, generated: bool, resume: bool) -> PcapWriter:
     """The tx file of a queue: new, or (a restarted worker) continued -- or, when it cannot
-    be continued, a new file beside it, said in the log."""
+    be continued, a new file beside it, said in the log.  A name the config gives is
+    opened in place (it may be a FIFO or a device), never through a link; a per-queue
+    name nfkit made up is replaced whatever holds it."""
     if not resume:
-        return PcapWriter(path)
+        return PcapWriter(path, mode="n" if generated else "w")
     try:
         w = PcapWriter(path, mode="a")
     except PcapWriteError as exc:
@@ -319,7 +321,7 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
         for i, core in enumerate(cfg.cores):
             if not port.serves(core):   # another process opens this core's queue
                 continue
-            writer = _writer(cfg, _queue_file(txs[0], i, n), port.resume) if txs else None
+            writer = _writer(cfg, _queue_file(txs[0], i, n), n > 1, port.resume) if txs else None
             rx_sock = _raw_socket(cfg, rx_if, True) if rx_if and i == 0 else None
             if tx_if and tx_if == rx_if and rx_sock is not None:
                 tx_sock = rx_sock      # one socket: it does not receive what it sends
