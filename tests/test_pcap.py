@@ -1199,3 +1199,54 @@ def test_writer_does_not_follow_symlinks(tmp_path: Path) -> None:
     with pytest.raises(PcapWriteError, match="No such file or directory") as ei:
         PcapWriter(tmp_path / "no" / "dir.pcap")
     assert isinstance(ei.value.os_error, FileNotFoundError)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(kind=st.sampled_from(["pcap", "pcap-be", "pcapng", "pcapng-be"]),
+       sizes=st.lists(st.integers(0, 300), min_size=1, max_size=12),
+       cut=st.integers(0, 10**6), flips=damage_ops, chunk=st.integers(1, 700))
+def test_stream_reads_what_the_file_reads(tmp_path: Path, kind: str, sizes: list[int], cut: int,
+                                          flips: list[tuple[int, int]], chunk: int) -> None:
+    """Any damage, any chunking of a pipe: the same packets, damage and offsets as the file."""
+    import threading
+    bo = ">" if kind.endswith("be") else "<"
+    recs = [(T0 + i, pkt(i, n)) for i, n in enumerate(sizes)]
+    if kind.startswith("pcapng"):
+        data = bytearray(ng_shb(bo) + ng_idb(bo, tsresol=9) + b"".join(
+            ng_epb(bo, 0, t, d) for t, d in recs))
+    else:
+        data = bytearray(pcap_file(recs, bo=bo, ns=True))
+    for pos, val in flips:
+        data[pos % len(data)] = val
+    data = bytes(data[:cut % (len(data) + 1)])
+
+    def outcome(path: str) -> object:
+        try:
+            r = PcapReader(path)
+        except PcapFormatError as e:
+            return ("format", e.reason)
+        items = list(r.records())
+        return items, [(type(d), d.offset, d.reason) for d in r.damage], r.skipped_corrupt
+
+    file_result = outcome(str(write(tmp_path, "f.bin", data)))
+    rfd, wfd = os.pipe()
+
+    def feed() -> None:
+        try:
+            for i in range(0, len(data), chunk):
+                os.write(wfd, data[i:i + chunk])
+        except BrokenPipeError:
+            pass
+        finally:
+            os.close(wfd)
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    try:
+        stream_result = outcome(f"/proc/self/fd/{rfd}")
+    finally:
+        os.close(rfd)
+        t.join(10)
+    if isinstance(file_result, tuple) and file_result[0] == "format":
+        assert isinstance(stream_result, tuple) and stream_result[0] == "format"
+    else:
+        assert stream_result == file_result

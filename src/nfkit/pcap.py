@@ -312,6 +312,7 @@ class PcapReader:
         self._base = 0
         self._eof = True
         self._need = False
+        self._read_error: PcapTruncated | None = None
         self._batch_lt: np.ndarray | None = None
         self._opening = True
         self._load()
@@ -368,10 +369,11 @@ class PcapReader:
         except OSError as e:
             if self._opening:
                 raise self._fail(f"cannot read: {e.strerror or e}", e) from e
+            # The end of the stream: the complete records buffered are still handed out.
             chunk = b""
-            self._damage(PcapTruncated(self.path, self._base + self._size,
-                                       f"reading failed at offset {self._base + self._size}: "
-                                       f"{e.strerror or e}"))
+            at = self._base + self._size
+            self._read_error = PcapTruncated(self.path, at, f"reading failed at offset {at}: "
+                                             f"{e.strerror or e}")
         if not chunk:
             self._eof = True
             return
@@ -565,7 +567,9 @@ class PcapReader:
 
     def _end_of_data(self) -> None:
         """Every buffered record was read: the end, or (stream) wait for more."""
-        if self._eof:
+        if self._read_error is not None:
+            self._damage(self._read_error)
+        elif self._eof:
             self._done = True
         else:
             self._need = True
@@ -574,7 +578,7 @@ class PcapReader:
         """A record continues past the buffered bytes: damage at the end, or (stream)
         wait for the rest of it."""
         if self._eof:
-            self._damage(err)
+            self._damage(self._read_error or err)
         else:
             self._need = True
 
