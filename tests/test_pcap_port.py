@@ -204,3 +204,26 @@ def test_generated_tx_names_replace_a_planted_symlink(tmp_path: Path) -> None:
     assert victim.read_text() == "precious"
     assert not (tmp_path / "out-q1.pcap").is_symlink()
     assert records(tmp_path / "out-q0.pcap") == 10 and records(tmp_path / "out-q1.pcap") == 20
+
+
+def test_replayed_damage_is_counted_every_pass_and_logged_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_pcap(tmp_path / "in.pcap", range(10))
+    data = (tmp_path / "in.pcap").read_bytes()
+    (tmp_path / "cut.pcap").write_bytes(data[:-5])
+    rt = Runtime.build(cfg("""
+        app_name = "replaydamage"
+        master_core = 0
+        stop_when_drained = true
+        [[ports]]
+        name = "eth1"
+        device = "net_pcap0"
+        args = "rx_pcap=cut.pcap,loop=50"
+        cores = [0]
+    """, tmp_path))
+    rt.add_pipeline_to_port("eth1", lambda q: Poll(q).send(q))
+    res = rt.execute()
+    assert res.reason == "drained"
+    assert res.ports["eth1"]["rx_packets"] == 9 * 50 and res.ports["eth1"]["rx_errors"] == 50
+    damage = [r for r in caplog.records if "cut.pcap" in r.getMessage()]
+    assert len(damage) == 1, [r.getMessage() for r in damage]

@@ -116,29 +116,35 @@ class PcapQueue(PortQueue):
         return False
 
     def _finish_reader(self) -> None:
+        """Count (and, on the first pass of a replay, log) what the file did not deliver."""
         r = self._reader
         if r is None:
             return
         name, c = self.port.name, self.counters
+        say = self._pass == 1            # a replay repeats the same damage every pass
         self._pass_packets += r.packets_read
-        for err in r.damage[:_LOGGED_DAMAGE]:
+        errors = r.skipped_corrupt + (r.fatal is not None)
+        for err in r.damage[:_LOGGED_DAMAGE] if say else ():
             if err is r.fatal:
                 log.warning("port %s: %s; %d packets before it were received", name, err,
                             r.packets_read)
             else:
                 log.warning("port %s: %s; skipped", name, err)
-        if len(r.damage) > _LOGGED_DAMAGE:
+        if say and errors > _LOGGED_DAMAGE:
             log.warning("port %s: %s: %d more damaged records", name, r.path,
-                        r.skipped_corrupt + (r.fatal is not None) - _LOGGED_DAMAGE)
-        c.rx_errors += r.skipped_corrupt + (r.fatal is not None)
+                        errors - _LOGGED_DAMAGE)
+        c.rx_errors += errors
         for lt, n in sorted(r.skipped_linktype.items()):
-            log.error("port %s: %s: %d packets of link type %s dropped: this port carries "
-                      "link type %s frames", name, r.path, n, describe(lt), describe(ETHERNET))
+            if say:
+                log.error("port %s: %s: %d packets of link type %s dropped: this port "
+                          "carries link type %s frames", name, r.path, n, describe(lt),
+                          describe(ETHERNET))
             c.rx_dropped += n
             c.rx_errors += 1
         if r.skipped_oversize:
-            log.warning("port %s: %s: %d packets longer than the %d-byte buffers were dropped",
-                        name, r.path, r.skipped_oversize, self.pool.buf_size)
+            if say:
+                log.warning("port %s: %s: %d packets longer than the %d-byte buffers were "
+                            "dropped", name, r.path, r.skipped_oversize, self.pool.buf_size)
             c.rx_dropped += r.skipped_oversize
         r.close()
         self._reader = None
