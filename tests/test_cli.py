@@ -482,6 +482,7 @@ import struct  # noqa: E402
 import threading  # noqa: E402
 
 from click.testing import CliRunner  # noqa: E402
+from test_pcap import ng_epb, ng_idb, ng_shb  # noqa: E402
 
 from nfkit.cli import main  # noqa: E402
 
@@ -537,8 +538,9 @@ _DIRS = ["In", "B", "M", "P", "Out"]
 def test_dump_decodes_link_types(tmp_path: Path, linktype: int) -> None:
     """Raw IP (and the BSD raw numbers), IPv4/IPv6-only, Linux cooked v1/v2 and loopback
     captures are decoded, not printed as garbage MACs."""
-    keep = [i for i, f in enumerate(SAMPLE)
-            if linktype != 228 and linktype != 229 or (f[12:14] == b"\x86\xdd") == (linktype == 229)]
+    is_v6 = [f[12:14] == b"\x86\xdd" for f in SAMPLE]
+    keep = [i for i in range(len(SAMPLE))
+            if linktype not in (228, 229) or is_v6[i] == (linktype == 229)]
     recs = [_link_frame(linktype, SAMPLE[i], i) for i in keep]
     (tmp_path / "lt.pcap").write_bytes(_pcap_bytes(recs, linktype))
     proc = nfkit_cli(tmp_path, "dump", "lt.pcap")
@@ -575,7 +577,8 @@ def _mixed_frames() -> list[bytes]:
     pkts = [e / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1000, dport=53) / b"abc",
             e / IP(src="192.0.2.1", dst="192.0.2.80") / TCP(sport=40000, dport=80, flags="S"),
             e / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=5000, dport=53),
-            e / IPv6(src="2001:db8::2", dst="2001:db8::1") / TCP(sport=443, dport=5001) / (b"z" * 40),
+            e / IPv6(src="2001:db8::2", dst="2001:db8::1") / TCP(sport=443, dport=5001)
+            / (b"z" * 40),
             e / IP(src="10.0.0.2", dst="10.0.0.1") / ICMP(type=8) / (b"p" * 64),
             Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.0.0.1", pdst="10.0.0.2")]
     return [bytes(p) for p in pkts]
@@ -665,24 +668,15 @@ def test_dump_reads_stdin(tmp_path: Path, sample: Path) -> None:
     assert b"Traceback" not in bad.stderr
 
 
-def _ng(blocks: list[bytes]) -> bytes:
-    def block(btype: int, body: bytes) -> bytes:
-        body += b"\0" * (-len(body) % 4)
-        return struct.pack("<II", btype, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
-    shb = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
-    idb = block(1, struct.pack("<HHI", 1, 0, 0))
-    return shb + idb + b"".join(block(6, b) for b in blocks)
-
-
 def _epb(ifid: int, i: int, data: bytes) -> bytes:
-    units = T0 // 1000 + i * 1000
-    return struct.pack("<IIIII", ifid, units >> 32, units & 0xFFFFFFFF, len(data), len(data)) + data
+    """An EPB of interface ``ifid`` (microseconds), stamped like the i-th SAMPLE record."""
+    return ng_epb("<", ifid, T0 // 1000 + i * 1000, data)
 
 
 def test_dump_skips_a_bad_pcapng_block_and_goes_on(tmp_path: Path) -> None:
     blocks = [_epb(0, i, f) for i, f in enumerate(SAMPLE)]
     blocks[1] = _epb(5, 1, SAMPLE[1])                      # names an interface that is not there
-    (tmp_path / "bad.pcapng").write_bytes(_ng(blocks))
+    (tmp_path / "bad.pcapng").write_bytes(ng_shb("<") + ng_idb("<") + b"".join(blocks))
     proc = nfkit_cli(tmp_path, "dump", "bad.pcapng")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [SUMMARIES[i] for i in (0, 2, 3, 4)]
@@ -769,10 +763,9 @@ def test_run_refuses_a_link_type_the_port_cannot_carry(tmp_path: Path) -> None:
     (tmp_path / "raw.pcap").write_bytes(_pcap_bytes([f[14:] for f in SAMPLE], 101))
     proc = _pcap_run(tmp_path, "rx_pcap=raw.pcap,tx_pcap=out.pcap")
     assert_clean_error(proc, "raw.pcap: link type 101 (RAW): only link type 1 (ETHERNET)")
-    mixed = _ng([_epb(0, 0, SAMPLE[0])])
-    mixed += (struct.pack("<II", 1, 20) + struct.pack("<HHI", 113, 0, 0) + struct.pack("<I", 20))
-    mixed += b"".join(_ng([_epb(1, i, b"\0" * 16 + f[14:])])[48:] for i, f in enumerate(SAMPLE))
-    mixed += _ng([_epb(0, 9, SAMPLE[1])])[48:]
+    mixed = (ng_shb("<") + ng_idb("<") + _epb(0, 0, SAMPLE[0]) + ng_idb("<", linktype=113)
+             + b"".join(_epb(1, i, _link_frame(113, f, i)) for i, f in enumerate(SAMPLE))
+             + _epb(0, 9, SAMPLE[1]))
     (tmp_path / "mixed.pcapng").write_bytes(mixed)
     proc = _pcap_run(tmp_path, "rx_pcap=mixed.pcapng,tx_pcap=out.pcap")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
@@ -788,9 +781,8 @@ def test_run_out_of_range_timestamps_do_not_crash_the_writer(tmp_path: Path) -> 
     data[:4] = struct.pack("<I", 0xA1B23C4D)                        # nanosecond pcap
     struct.pack_into("<II", data, _record_offsets(SAMPLE)[2], 0xFFFFFFFF, 0xFFFFFFFF)
     (tmp_path / "late.pcap").write_bytes(bytes(data))
-    idb_off = (struct.pack("<II", 1, 32) + struct.pack("<HHI", 1, 0, 0)
-               + struct.pack("<HHq", 14, 8, (1 << 63) - 1) + struct.pack("<I", 32))
-    ng = _ng([])[:28] + idb_off + b"".join(_ng([_epb(0, i, f)])[48:] for i, f in enumerate(SAMPLE))
+    ng = (ng_shb("<") + ng_idb("<", tsoffset=(1 << 63) - 1)
+          + b"".join(_epb(0, i, f) for i, f in enumerate(SAMPLE)))
     (tmp_path / "late.pcapng").write_bytes(ng)
     for name in ("late.pcap", "late.pcapng"):
         proc = _pcap_run(tmp_path, f"rx_pcap={name},tx_pcap=out.pcap")

@@ -1058,7 +1058,8 @@ def _ng_with_bad_block(damage: str) -> tuple[list[tuple[int, bytes]], bytes, int
 
 
 @pytest.mark.parametrize("damage", ["ifid", "caplen", "tiny", "spb-short", "pb-ifid"])
-def test_pcapng_bad_packet_block_is_skipped_and_reading_goes_on(tmp_path: Path, damage: str) -> None:
+def test_pcapng_bad_packet_block_is_skipped_and_reading_goes_on(tmp_path: Path,
+                                                                damage: str) -> None:
     expect, data, at = _ng_with_bad_block(damage)
     path = write(tmp_path, "bad.pcapng", data)
     got, r = read_all(path)
@@ -1128,7 +1129,8 @@ def test_out_of_range_timestamps_are_clamped_and_counted(tmp_path: Path, pool: M
         pool.free_slots(slots)
 
 
-def _cut_file(tmp_path: Path, keep: int, cut_into_last: int) -> tuple[Path, list[tuple[int, bytes]]]:
+def _cut_file(tmp_path: Path, keep: int,
+              cut_into_last: int) -> tuple[Path, list[tuple[int, bytes]]]:
     recs = [(T0 + i * 1000, pkt(i, 50 + i)) for i in range(keep + 1)]
     path = tmp_path / "out.pcap"
     with PcapWriter(path, nanosecond=True) as w:

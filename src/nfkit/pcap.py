@@ -1032,10 +1032,10 @@ class PcapWriter:
     ``mode``: ``"w"`` creates or truncates the file, ``"x"`` creates a new one (an existing
     name is an error), ``"n"`` removes whatever holds the name (an old file, a planted
     link: unlinked, not followed) and then creates it as ``"x"`` does -- for names nfkit
-    generates in shared directories -- and ``"a"`` continues a pcap file this writer could have written (same
-    byte order, resolution, link type and snap length): its records are counted
-    (``resumed_packets``, ``resumed_octets``) and a partial last record -- a writer killed
-    mid-write -- is cut off (``repaired_bytes``).  No mode follows a symbolic link at
+    generates in shared directories -- and ``"a"`` continues a pcap file this writer could
+    have written (same byte order, resolution, link type and snap length): its records are
+    counted (``resumed_packets``, ``resumed_octets``) and a partial last record -- a writer
+    killed mid-write -- is cut off (``repaired_bytes``).  No mode follows a symbolic link at
     ``path`` (in a shared directory a planted link could point anywhere).  Opening failures
     raise :class:`PcapWriteError`.
 
