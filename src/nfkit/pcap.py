@@ -313,7 +313,7 @@ class PcapReader:
         self._eof = True
         self._need = False
         self._read_error: PcapTruncated | None = None
-        self._batch_lt: np.ndarray | None = None
+        self._batch_lt: list[int] | None = None
         self._opening = True
         self._load()
         self._closed = False
@@ -681,11 +681,12 @@ class PcapReader:
         return offs, hdr[:, 2], ts
 
     # -- pcapng scanning -----------------------------------------------------------------
-    def _scan_ng(self, n: int, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                    np.ndarray]:
+    def _scan_ng(self, n: int, limit: int,
+                 want_lt: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Like :meth:`_scan_pcap` for pcapng: walks blocks, applies section and interface
-        blocks, returns data offsets, captured lengths, ns timestamps and link types of
-        packets."""
+        blocks, returns data offsets, captured lengths and ns timestamps of packets; with
+        ``want_lt`` their link types in ``_batch_lt`` (only :meth:`records` needs them:
+        building them costs the fixed-size path ~10%)."""
         buf = self._map
         end = self._size
         at = self._base
@@ -697,7 +698,7 @@ class PcapReader:
         tss: list[int] = []
         lts: list[int] = []
         dap, cap_ap, tap, lap = doffs.append, caps.append, tss.append, lts.append
-        pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         k = 0
         chunk = _CHUNK
         stop = min(n, chunk)
@@ -780,17 +781,16 @@ class PcapReader:
                               & (w[:, 5] == d) & (w[:, -1] == tl))
                         m = room if ok.all() else int(ok.argmin())  # >= 1: this block
                         pieces.append((np.array(doffs, dtype=np.int64),
-                                       np.array(caps, dtype=np.int64), _ts_array(tss),
-                                       np.array(lts, dtype=np.int64)))
+                                       np.array(caps, dtype=np.int64), _ts_array(tss)))
                         doffs.clear()
                         caps.clear()
                         tss.clear()
-                        lts.clear()
                         units = ((w[:m, 3].astype(np.uint64) << _U64(32))
                                  | w[:m, 4].astype(np.uint64))
                         pieces.append((np.arange(o + 28, o + 28 + m * tl, tl, dtype=np.int64),
-                                       np.full(m, d, dtype=np.int64), ifaces[a].to_ns_np(units),
-                                       np.full(m, lt_of[a], dtype=np.int64)))
+                                       np.full(m, d, dtype=np.int64), ifaces[a].to_ns_np(units)))
+                        if want_lt:
+                            lts.extend([lt_of[a]] * m)
                         o += m * tl
                         k += m
                         chunk = _CHUNK if m == room or m >= 256 else min(chunk * 2, 1 << 16)
@@ -802,7 +802,8 @@ class PcapReader:
                 units = (b << 32) | c
                 mul = muls[a]
                 tap(units * mul if mul else ifaces[a].to_ns(units))
-                lap(lt_of[a])
+                if want_lt:
+                    lap(lt_of[a])
                 k += 1
                 o = nxt
                 continue
@@ -832,7 +833,8 @@ class PcapReader:
                 dap(o + 12)
                 cap_ap(cap)
                 tap(0)
-                lap(lt_of[0])
+                if want_lt:
+                    lap(lt_of[0])
                 k += 1
             elif bt == _IDB:
                 if tl < 20:
@@ -843,25 +845,27 @@ class PcapReader:
             o = nxt
         self._pos = o
         self.skipped_oversize += skipped
+        self._batch_lt = lts if want_lt else None
         if doffs or not pieces:
             pieces.append((np.array(doffs, dtype=np.int64), np.array(caps, dtype=np.int64),
-                           _ts_array(tss), np.array(lts, dtype=np.int64)))
+                           _ts_array(tss)))
         if len(pieces) == 1:
             return pieces[0]
-        return tuple(np.concatenate([p[i] for p in pieces]) for i in range(4))  # type: ignore
+        return (np.concatenate([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces]),
+                np.concatenate([p[2] for p in pieces]))
 
     # -- reading -------------------------------------------------------------------------
-    def _scan(self, n: int, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One batch from the buffered bytes; sets the batch's link types."""
+    def _scan(self, n: int, limit: int,
+              want_lt: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One batch from the buffered bytes (pcapng: link types in ``_batch_lt``)."""
         if self.format == "pcap":
             offs = self._scan_pcap(n, limit)
             self._batch_lt = None
             return self._decode_pcap(offs) if offs.size else (_EMPTY_I64, _EMPTY_I64, _EMPTY_U64)
-        doff, cap, ts, lts = self._scan_ng(n, limit)
-        self._batch_lt = lts
-        return doff, cap, ts
+        return self._scan_ng(n, limit, want_lt)
 
-    def _next(self, n: int, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _next(self, n: int, limit: int,
+              want_lt: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The next batch as (data offsets, captured lengths, timestamps); from a stream,
         waits until at least one packet (or the end) has arrived."""
         self._pending()
@@ -871,7 +875,7 @@ class PcapReader:
             if self._need:
                 self._need = False
                 self._read_more()
-            batch = self._scan(n, limit)
+            batch = self._scan(n, limit, want_lt)
             if batch[0].size or self._done or not self._need:
                 break
         self.packets_read += batch[0].size
@@ -886,13 +890,13 @@ class PcapReader:
         """Yield ``(timestamp_ns, data, linktype)`` for each remaining packet: a pcapng
         file's interfaces may have different link types."""
         while True:
-            doff, cap, ts = self._next(1024, 1 << 62)
+            doff, cap, ts = self._next(1024, 1 << 62, True)
             if not doff.size:
                 if self.strict and self.error is not None and not self._raised:
                     continue  # raise it
                 return
             buf = self._map
-            lts = [self.linktype] * doff.size if self._batch_lt is None else self._batch_lt.tolist()
+            lts = [self.linktype] * doff.size if self._batch_lt is None else self._batch_lt
             for o, c, t, lt in zip(doff.tolist(), cap.tolist(), ts.tolist(), lts):
                 yield t, buf[o:o + c], lt
 
