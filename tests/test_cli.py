@@ -475,3 +475,330 @@ def test_firewall_malformed_rules_file_is_a_clear_error(tmp_path: Path, rules: s
     env = {**os.environ, "NFKIT_RULES": str(tmp_path / "rules.toml")}
     proc = nfkit_cli(work, "run", "firewall.py", "-c", "firewall.toml", "--no-status", env=env)
     assert_clean_error(proc, "rules.toml")
+
+
+# -- issue #11: capture files lose nothing and never crash ----------------------------------
+
+import struct  # noqa: E402
+import threading  # noqa: E402
+
+from click.testing import CliRunner  # noqa: E402
+from test_pcap import ng_epb, ng_idb, ng_shb  # noqa: E402
+
+from nfkit.cli import main  # noqa: E402
+
+MAC_PART = f"{PEER_MAC} > {NF_MAC} / "
+
+
+def _pcap_bytes(records: list[bytes], linktype: int = 1, snaplen: int = 262144,
+                ns: bool = False) -> bytes:
+    """A classic pcap built with struct (any link type, any record size)."""
+    out = [struct.pack("<IHHiIII", 0xA1B23C4D if ns else 0xA1B2C3D4, 2, 4, 0, 0, snaplen,
+                       linktype)]
+    for i, r in enumerate(records):
+        out.append(struct.pack("<IIII", T0 // 10**9, i * (1000 if not ns else 10**6),
+                               len(r), len(r)) + r)
+    return b"".join(out)
+
+
+def test_dump_shows_records_larger_than_64k(tmp_path: Path) -> None:
+    """A 70 KB record between two small ones (GRO / BIG TCP): every record is shown, the
+    big one decoded as far as its headers go (before: "2 of 2 packets shown")."""
+    big = frame(Ipv4, Udp, "10.0.0.9", "10.0.0.2", 7, 9, b"x" * 8) + b"y" * (70_000 - 53)
+    (tmp_path / "big.pcap").write_bytes(_pcap_bytes([SAMPLE[0], big, SAMPLE[1]]))
+    proc = nfkit_cli(tmp_path, "dump", "big.pcap")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3 and lines[0] == SUMMARIES[0]
+    assert lines[2] == SUMMARIES[1].replace(".001000000 ", ".002000000 ")
+    assert "10.0.0.9 > 10.0.0.2" in lines[1], lines[1]
+    assert proc.stderr.strip() == "3 of 3 packets shown"
+
+
+def _link_frame(linktype: int, eth: bytes, i: int) -> bytes:
+    """``eth`` (an Ethernet frame) as a frame of ``linktype``."""
+    et, payload = eth[12:14], eth[14:]
+    v6 = et == b"\x86\xdd"
+    if linktype in (12, 14, 101, 228, 229):
+        return payload
+    if linktype == 113:
+        return struct.pack(">HHH", i % 5, 1, 6) + eth[6:12] + b"\0\0" + et + payload
+    if linktype == 276:
+        return et + b"\0\0" + struct.pack(">IHBB", 3, 1, i % 5, 6) + eth[6:12] + b"\0\0" + payload
+    if linktype == 0:
+        return struct.pack("<I", 24 if v6 else 2) + payload
+    if linktype == 108:
+        return struct.pack(">I", 24 if v6 else 2) + payload
+    return eth
+
+
+_DIRS = ["In", "B", "M", "P", "Out"]
+
+
+@pytest.mark.parametrize("linktype", [12, 14, 101, 228, 229, 113, 276, 0, 108])
+def test_dump_decodes_link_types(tmp_path: Path, linktype: int) -> None:
+    """Raw IP (and the BSD raw numbers), IPv4/IPv6-only, Linux cooked v1/v2 and loopback
+    captures are decoded, not printed as garbage MACs."""
+    is_v6 = [f[12:14] == b"\x86\xdd" for f in SAMPLE]
+    keep = [i for i in range(len(SAMPLE))
+            if linktype not in (228, 229) or is_v6[i] == (linktype == 229)]
+    recs = [_link_frame(linktype, SAMPLE[i], i) for i in keep]
+    (tmp_path / "lt.pcap").write_bytes(_pcap_bytes(recs, linktype))
+    proc = nfkit_cli(tmp_path, "dump", "lt.pcap")
+    assert proc.returncode == 0, proc.stderr
+    want = []
+    for n, i in enumerate(keep):
+        stamp, rest = SUMMARIES[i].split(" ", 1)
+        stamp = f"{T0 // 10**9}.{n * 1000 * 1000:09d}"
+        rest = rest.replace(MAC_PART, "")
+        if linktype == 113:
+            rest = f"SLL {_DIRS[n % 5]} {PEER_MAC} / {rest}"
+        elif linktype == 276:
+            rest = f"SLL2 if 3 {_DIRS[n % 5]} {PEER_MAC} / {rest}"
+        want.append(f"{stamp} {rest}")
+    assert proc.stdout.splitlines() == want
+    assert proc.stderr.strip() == f"{len(keep)} of {len(keep)} packets shown"
+
+
+def _tcpdump_exe() -> str:
+    exe = shutil.which("tcpdump") or next(
+        (p for p in ("/usr/sbin/tcpdump", "/usr/bin/tcpdump") if os.access(p, os.X_OK)), None)
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("tcpdump is not installed but CI=true: the CI script must install it")
+        pytest.skip("tcpdump is not installed (apt-get install tcpdump); required when CI=true")
+    return exe
+
+
+def _mixed_frames() -> list[bytes]:
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import ARP, Ether
+    e = Ether(src=PEER_MAC, dst=NF_MAC)
+    pkts = [e / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1000, dport=53) / b"abc",
+            e / IP(src="192.0.2.1", dst="192.0.2.80") / TCP(sport=40000, dport=80, flags="S"),
+            e / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=5000, dport=53),
+            e / IPv6(src="2001:db8::2", dst="2001:db8::1") / TCP(sport=443, dport=5001)
+            / (b"z" * 40),
+            e / IP(src="10.0.0.2", dst="10.0.0.1") / ICMP(type=8) / (b"p" * 64),
+            Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.0.0.1", pdst="10.0.0.2")]
+    return [bytes(p) for p in pkts]
+
+
+PARITY_FILTERS = ["ip", "ip6", "udp", "tcp", "icmp", "arp", "port 53", "tcp port 80",
+                  "host 10.0.0.1", "src host 2001:db8::1", "net 192.0.2.0/24", "greater 70",
+                  "less 70", "not udp", "udp and dst port 53", "dst port 5001 or icmp"]
+
+
+@pytest.mark.parametrize("linktype", [1, 101, 228, 229, 113, 276, 0, 108])
+def test_dump_filter_on_link_types_matches_tcpdump(tmp_path: Path, linktype: int) -> None:
+    """``nfkit dump -f`` selects what ``tcpdump -r FILE EXPR`` selects, on every link
+    type dump decodes (ARP only where the link header can name it)."""
+    exe = _tcpdump_exe()
+    frames = [f for f in _mixed_frames()
+              if linktype in (1, 113, 276) or f[12:14] != b"\x08\x06"]
+    if linktype in (228, 229):
+        frames = [f for f in frames if (f[12:14] == b"\x86\xdd") == (linktype == 229)]
+    path = tmp_path / "mixed.pcap"
+    path.write_bytes(_pcap_bytes([_link_frame(linktype, f, i) for i, f in enumerate(frames)],
+                                 linktype))
+    for expr in PARITY_FILTERS:
+        td = subprocess.run([exe, "-r", str(path), "-nn", "-tt", expr], capture_output=True,
+                            text=True, timeout=60)
+        if td.returncode != 0:
+            assert "rejects all packets" in td.stderr, (expr, td.stderr)
+        want = [line.split(" ", 1)[0] for line in td.stdout.splitlines()]
+        # in-process (the same command): 16 filters x 8 link types as subprocesses are slow
+        nf = CliRunner().invoke(main, ["dump", str(path), "-f", expr])
+        assert nf.exit_code == 0, nf.output
+        got = [line.split(" ", 1)[0][:-3] for line in nf.stdout.splitlines()]   # us, as tcpdump
+        assert got == want, (linktype, expr, nf.stdout, td.stdout)
+
+
+@pytest.mark.parametrize("path, message", [
+    ("/dev/zero", "Error: /dev/zero: not a pcap or pcapng file (magic 0x00000000)"),
+    ("/dev/urandom", "Error: /dev/urandom: not a pcap or pcapng file"),
+])
+def test_dump_endless_stream_is_not_a_capture_at_once(tmp_path: Path, path: str,
+                                                      message: str) -> None:
+    """Before: read whole first (MemoryError after 2.5 GB); the address space is limited
+    so that a regression fails fast instead of eating the machine's memory."""
+    import resource
+    t0 = time.monotonic()
+    proc = subprocess.run(NFKIT + ["dump", path], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, preexec_fn=lambda: resource.setrlimit(
+                              resource.RLIMIT_AS, (3 << 29, 3 << 29)))
+    assert_clean_error(proc, message)
+    assert time.monotonic() - t0 < 30
+
+
+def test_dump_fifo_prints_packets_as_they_arrive(tmp_path: Path) -> None:
+    fifo = tmp_path / "live"
+    os.mkfifo(fifo)
+    data = write_pcap(tmp_path / "s.pcap", SAMPLE).read_bytes()
+    split = _record_offsets(SAMPLE)[2]                  # the header and two packets first
+    proc = subprocess.Popen(NFKIT + ["dump", str(fifo)], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        with open(fifo, "wb", buffering=0) as f:
+            f.write(data[:split])
+            assert proc.stdout is not None
+            first: list[str] = []
+            reader = threading.Thread(target=lambda: first.extend(
+                proc.stdout.readline().rstrip("\n") for _ in range(2)), daemon=True)
+            reader.start()
+            reader.join(30)                            # while the writer still holds the rest
+            assert first == SUMMARIES[:2], "the first packets were not printed as they came"
+            f.write(data[split:])
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.splitlines() == SUMMARIES[2:] and err.strip() == "5 of 5 packets shown"
+
+
+def test_dump_reads_stdin(tmp_path: Path, sample: Path) -> None:
+    data = sample.read_bytes()
+    proc = subprocess.run(NFKIT + ["dump", "-", "-f", "udp"], cwd=tmp_path, input=data,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().splitlines() == [SUMMARIES[i] for i in (0, 1, 3, 4)]
+    bad = subprocess.run(NFKIT + ["dump", "-"], cwd=tmp_path, input=b"GET / HTTP/1.1\r\n",
+                         capture_output=True, timeout=60)
+    assert bad.returncode != 0 and b"not a pcap or pcapng file" in bad.stderr
+    assert b"Traceback" not in bad.stderr
+
+
+def _epb(ifid: int, i: int, data: bytes) -> bytes:
+    """An EPB of interface ``ifid`` (microseconds), stamped like the i-th SAMPLE record."""
+    return ng_epb("<", ifid, T0 // 1000 + i * 1000, data)
+
+
+def test_dump_skips_a_bad_pcapng_block_and_goes_on(tmp_path: Path) -> None:
+    blocks = [_epb(0, i, f) for i, f in enumerate(SAMPLE)]
+    blocks[1] = _epb(5, 1, SAMPLE[1])                      # names an interface that is not there
+    (tmp_path / "bad.pcapng").write_bytes(ng_shb("<") + ng_idb("<") + b"".join(blocks))
+    proc = nfkit_cli(tmp_path, "dump", "bad.pcapng")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [SUMMARIES[i] for i in (0, 2, 3, 4)]
+    assert "names interface 5, the section has 1; skipped" in proc.stderr
+    assert proc.stderr.strip().endswith("4 of 4 packets shown")
+
+
+# -- run: inputs a port cannot read are errors, not a quiet drain ----------------------------
+
+FWD_APP = ("import nfkit\n"
+           "def main(runtime):\n"
+           "    runtime.add_pipeline_to_port('eth1', lambda q: nfkit.Poll(q).send(q))\n")
+
+
+def _pcap_run(work: Path, args: str, extra: str = "") -> subprocess.CompletedProcess[str]:
+    (work / "fwd.py").write_text(FWD_APP)
+    (work / "fwd.toml").write_text(
+        'app_name = "fwd"\nmaster_core = 0\nstop_when_drained = true\nduration = 60\n' + extra
+        + f'\n[[ports]]\nname = "eth1"\ndevice = "net_pcap0"\nargs = "{args}"\ncores = [0]\n')
+    return nfkit_cli(work, "run", "fwd.py", "-c", "fwd.toml", "--no-status")
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("text.pcap", b"this is not a capture\n", "not a pcap or pcapng file (magic 0x74686973)"),
+    ("empty.pcap", b"", "empty file (0 bytes)"),
+    ("dir.pcap", None, "is a directory"),
+    ("/dev/zero", None, "/dev/zero is a character device, not a capture file"),
+])
+def test_run_input_that_is_not_a_capture_is_an_error(tmp_path: Path, name: str,
+                                                     content: bytes | None, message: str) -> None:
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    elif not name.startswith("/"):
+        (tmp_path / name).mkdir()
+    proc = _pcap_run(tmp_path, f"rx_pcap={name},tx_pcap=out.pcap")
+    assert_clean_error(proc, "port eth1 (net_pcap0): rx_pcap file ", message)
+    assert "stopped: drained" not in proc.stdout
+
+
+def test_run_fifo_input_is_refused_saying_why(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "live.pcap")
+    proc = _pcap_run(tmp_path, "rx_pcap=live.pcap")
+    assert_clean_error(proc, "live.pcap is a FIFO, not a capture file")
+
+
+def test_run_unreadable_input_is_an_error(tmp_path: Path) -> None:
+    """As an unprivileged user (root reads anything): a file without read permission."""
+    import tempfile
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("this test needs root and setpriv under CI=true")
+        pytest.skip("needs root (to switch to nobody) and setpriv")
+    work = Path(tempfile.mkdtemp(prefix="nfkit-unreadable-"))
+    try:
+        work.chmod(0o777)
+        write_pcap(work / "secret.pcap", SAMPLE).chmod(0)
+        (work / "fwd.py").write_text(FWD_APP)
+        (work / "fwd.toml").write_text(
+            'app_name = "fwd"\nmaster_core = 0\nstop_when_drained = true\n\n[[ports]]\n'
+            'name = "eth1"\ndevice = "net_pcap0"\nargs = "rx_pcap=secret.pcap"\ncores = [0]\n')
+        env = {**os.environ, "HOME": str(work), "NUMBA_CACHE_DIR": str(work)}
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               *NFKIT, "run", "fwd.py", "-c", "fwd.toml", "--no-status"],
+                              cwd=work, capture_output=True, text=True, timeout=120, env=env)
+        assert_clean_error(proc, "secret.pcap: cannot open: Permission denied")
+    finally:
+        shutil.rmtree(work)
+
+
+@pytest.mark.parametrize("cut", [10, 20])
+def test_run_truncated_input_is_an_error_after_the_good_packets(tmp_path: Path, cut: int) -> None:
+    data = write_pcap(tmp_path / "whole.pcap", SAMPLE).read_bytes()
+    (tmp_path / "cut.pcap").write_bytes(data[:-cut])
+    proc = _pcap_run(tmp_path, "rx_pcap=cut.pcap,tx_pcap=out.pcap")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "port eth1: rx 4 tx 4" in proc.stdout                 # the good packets went through
+    assert "cut.pcap" in proc.stderr and "cut short" in proc.stderr or "claims" in proc.stderr
+    assert re.search(r"Error: port eth1: 1 input error\(s\)", proc.stderr), proc.stderr
+    dump = nfkit_cli(tmp_path, "dump", "out.pcap")
+    assert dump.stdout.splitlines() == SUMMARIES[:4]
+
+
+def test_run_refuses_a_link_type_the_port_cannot_carry(tmp_path: Path) -> None:
+    (tmp_path / "raw.pcap").write_bytes(_pcap_bytes([f[14:] for f in SAMPLE], 101))
+    proc = _pcap_run(tmp_path, "rx_pcap=raw.pcap,tx_pcap=out.pcap")
+    assert_clean_error(proc, "raw.pcap: link type 101 (RAW): only link type 1 (ETHERNET)")
+    mixed = (ng_shb("<") + ng_idb("<") + _epb(0, 0, SAMPLE[0]) + ng_idb("<", linktype=113)
+             + b"".join(_epb(1, i, _link_frame(113, f, i)) for i, f in enumerate(SAMPLE))
+             + _epb(0, 9, SAMPLE[1]))
+    (tmp_path / "mixed.pcapng").write_bytes(mixed)
+    proc = _pcap_run(tmp_path, "rx_pcap=mixed.pcapng,tx_pcap=out.pcap")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "port eth1: rx 2 tx 2 dropped rx 5" in proc.stdout
+    assert "5 packets of link type 113 (LINUX_SLL)" in proc.stderr, proc.stderr
+    assert nfkit_cli(tmp_path, "dump", "out.pcap").stdout.count("\n") == 2
+
+
+def test_run_out_of_range_timestamps_do_not_crash_the_writer(tmp_path: Path) -> None:
+    """ns pcap with sec = nsec = 0xFFFFFFFF, pcapng if_tsoffset near 2**63: clamped to the
+    last pcap second, counted and logged, never lost (before: traceback, output empty)."""
+    data = bytearray(write_pcap(tmp_path / "in.pcap", SAMPLE).read_bytes())
+    data[:4] = struct.pack("<I", 0xA1B23C4D)                        # nanosecond pcap
+    struct.pack_into("<II", data, _record_offsets(SAMPLE)[2], 0xFFFFFFFF, 0xFFFFFFFF)
+    (tmp_path / "late.pcap").write_bytes(bytes(data))
+    ng = (ng_shb("<") + ng_idb("<", tsoffset=(1 << 63) - 1)
+          + b"".join(_epb(0, i, f) for i, f in enumerate(SAMPLE)))
+    (tmp_path / "late.pcapng").write_bytes(ng)
+    for name in ("late.pcap", "late.pcapng"):
+        proc = _pcap_run(tmp_path, f"rx_pcap={name},tx_pcap=out.pcap")
+        assert proc.returncode == 0, proc.stderr
+        assert "port eth1: rx 5 tx 5" in proc.stdout
+        assert "later than 2106" in proc.stderr, proc.stderr
+        dump = nfkit_cli(tmp_path, "dump", "out.pcap")
+        assert len(dump.stdout.splitlines()) == 5
+        assert "4294967295.999999" in dump.stdout
+
+
+def test_run_tx_pcap_symlink_is_refused(tmp_path: Path) -> None:
+    write_pcap(tmp_path / "in.pcap", SAMPLE)
+    (tmp_path / "victim").write_text("precious")
+    (tmp_path / "out.pcap").symlink_to(tmp_path / "victim")
+    proc = _pcap_run(tmp_path, "rx_pcap=in.pcap,tx_pcap=out.pcap")
+    assert_clean_error(proc, "out.pcap: is a symbolic link")
+    assert (tmp_path / "victim").read_text() == "precious"

@@ -924,3 +924,324 @@ def test_hypothesis_pcapng(tmp_path: Path, items: list[tuple[int, int, int]], bo
     pool = Mempool(capacity=len(items) + 2, buf_size=512)
     got2, _ = read_pool(path, pool, batch)
     assert got2 == expect
+
+
+# -- issue #11: streams, bad blocks, link types, timestamps, append, symlinks --------------
+
+def _stream(tmp_path: Path, chunks: list[bytes], gate: "threading.Event | None" = None,
+            gate_after: int = 1) -> tuple[Path, list[str]]:
+    """A FIFO fed by a thread with ``chunks``; with ``gate``, the thread waits for it after
+    the first ``gate_after`` chunks (and notes a timeout in the returned list)."""
+    import threading
+    fifo = tmp_path / f"fifo{len(list(tmp_path.iterdir()))}"
+    os.mkfifo(fifo)
+    notes: list[str] = []
+
+    def feed() -> None:
+        with open(fifo, "wb", buffering=0) as f:
+            for i, c in enumerate(chunks):
+                if gate is not None and i == gate_after and not gate.wait(20):
+                    notes.append("the reader did not get the first packets before the rest")
+                try:
+                    f.write(c)
+                except BrokenPipeError:
+                    return
+    threading.Thread(target=feed, daemon=True).start()
+    return fifo, notes
+
+
+def test_dev_zero_is_not_a_capture_at_once(tmp_path: Path) -> None:
+    """A stream that never ends is judged by its first bytes (before: read whole, MemoryError
+    after gigabytes).  Run with a 1.5 GB address-space limit so a regression fails fast."""
+    script = ("from nfkit.pcap import PcapReader, PcapFormatError\n"
+              "for p in ('/dev/zero', '/dev/urandom'):\n"
+              "    try:\n        PcapReader(p)\n"
+              "    except PcapFormatError as e:\n        print(e)\n")
+    import resource
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (3 << 29, 3 << 29)))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "/dev/zero: not a pcap or pcapng file (magic 0x00000000)"
+    assert lines[1].startswith("/dev/urandom: not a pcap or pcapng file"), lines
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcap-be-ns", "pcapng", "pcapng-sections"])
+def test_fifo_streams_what_the_file_holds(tmp_path: Path, kind: str) -> None:
+    """A FIFO is read as it arrives: the first packets come out before the writer sends the
+    rest; the whole stream reads as the regular file does, in chunks split anywhere."""
+    import threading
+    recs = [(T0 + i * 1001, pkt(i, (i * 37) % 3000)) for i in range(3000)]
+    if kind.startswith("pcapng"):
+        blocks = [ng_shb("<"), ng_idb("<", tsresol=9)]
+        for i, (t, d) in enumerate(recs):
+            if kind == "pcapng-sections" and i % 1000 == 999:
+                blocks += [ng_shb(">"), ng_idb(">", tsresol=9)]
+            bo = ">" if kind == "pcapng-sections" and i >= 999 else "<"
+            blocks.append(ng_epb(bo, 0, t, d))
+        data = b"".join(blocks)
+    else:
+        data = pcap_file(recs, bo=">" if "be" in kind else "<", ns=True)
+    expect, _ = read_all(write(tmp_path, "whole.bin", data))
+    assert expect == recs
+    head = data.index(recs[2][1]) + len(recs[2][1]) + 40     # 3 packets and a bit more
+    rest = data[head:]
+    chunks = [data[:head]] + [rest[i:i + 77_777] for i in range(0, len(rest), 77_777)]
+    gate = threading.Event()
+    fifo, notes = _stream(tmp_path, chunks, gate)
+    r = PcapReader(fifo)
+    it = iter(r)
+    first = [next(it) for _ in range(3)]
+    gate.set()
+    got = first + list(it)
+    assert not notes and got == recs and r.error is None and r.at_end
+    assert r.format == ("pcapng" if "ng" in kind else "pcap")
+    # read_into over a stream, batch sizes across the chunk edges
+    gate2 = threading.Event()
+    fifo2, _ = _stream(tmp_path, chunks, gate2)
+    pool = Mempool(capacity=200, buf_size=4096)
+    r2 = PcapReader(fifo2)
+    gate2.set()
+    got2 = []
+    while not r2.at_end:
+        slots = r2.read_into(pool, 111)
+        got2 += [(int(pool.timestamp[s]), Mbuf(pool, s).to_bytes()) for s in slots.tolist()]
+        pool.free_slots(slots)
+    assert got2 == recs and pool.in_use == 0
+    with pytest.raises(PcapError, match="cannot rewind"):
+        r2.rewind()
+
+
+def test_stream_damage_has_the_file_offset(tmp_path: Path) -> None:
+    recs, data, last = _classic_records(200)
+    cut = data[:-7]                                      # the last record 7 bytes short
+    chunks = [cut[i:i + 1000] for i in range(0, len(cut), 1000)]
+    fifo, _ = _stream(tmp_path, chunks)
+    got, r = read_all(fifo)
+    assert got == recs[:-1]
+    assert isinstance(r.error, PcapTruncated) and r.error.offset == last
+    assert f"offset {last}" in str(r.error)
+    fifo, _ = _stream(tmp_path, [b"\x0a\x0d\x0d\x0a\x1c\0"])
+    with pytest.raises(PcapFormatError, match="section header block"):
+        PcapReader(fifo)
+    fifo, _ = _stream(tmp_path, [])
+    with pytest.raises(PcapFormatError, match="empty"):
+        PcapReader(fifo)
+
+
+def _ng_with_bad_block(damage: str) -> tuple[list[tuple[int, bytes]], bytes, int]:
+    """Six packets; the third block damaged with its framing (total lengths) intact."""
+    recs = [(T0 + i * 1000, pkt(i, 30 + i)) for i in range(6)]
+    blocks = [ng_epb("<", 0, t // 1000, d) for t, d in recs]
+    bad = bytearray(blocks[2])
+    if damage == "ifid":
+        struct.pack_into("<I", bad, 8, 7)
+    elif damage == "caplen":
+        struct.pack_into("<I", bad, 20, 5000)
+    elif damage == "tiny":
+        bad = bytearray(ng_block("<", 6, b"\0" * 8))
+    elif damage == "spb-short":
+        bad = bytearray(ng_block("<", 3, b""))
+    elif damage == "pb-ifid":
+        bad = bytearray(ng_pb("<", 9, 0, b"zz"))
+    blocks[2] = bytes(bad)
+    head = ng_shb("<") + ng_idb("<")
+    return recs[:2] + recs[3:], head + b"".join(blocks), len(head) + len(blocks[0]) * 2
+
+
+@pytest.mark.parametrize("damage", ["ifid", "caplen", "tiny", "spb-short", "pb-ifid"])
+def test_pcapng_bad_packet_block_is_skipped_and_reading_goes_on(tmp_path: Path,
+                                                                damage: str) -> None:
+    expect, data, at = _ng_with_bad_block(damage)
+    path = write(tmp_path, "bad.pcapng", data)
+    got, r = read_all(path)
+    assert got == expect
+    assert r.skipped_corrupt == 1 and [d.offset for d in r.damage] == [at]
+    assert isinstance(r.damage[0], PcapCorrupt) and r.error is r.damage[0] and r.at_end
+    pool = Mempool(capacity=16)
+    got2, r2 = read_pool(path, pool, batch=2)
+    assert got2 == expect and r2.skipped_corrupt == 1 and pool.in_use == 0
+    # strict: the damage is raised after the packets before it, as for any damage
+    with pytest.raises(PcapCorrupt):
+        list(PcapReader(path, strict=True))
+
+
+def test_records_carry_each_packets_link_type(tmp_path: Path) -> None:
+    data = (ng_shb("<") + ng_idb("<", linktype=1) + ng_idb("<", linktype=101)
+            + b"".join(ng_epb("<", i % 2, i, pkt(i, 40)) for i in range(70))
+            + ng_shb("<") + ng_idb("<", linktype=113) + ng_spb("<", pkt(99, 20)))
+    r = PcapReader(write(tmp_path, "mixed.pcapng", data))
+    got = list(r.records())
+    assert [lt for _, _, lt in got] == [1, 101] * 35 + [113]
+    assert [d for _, d, _ in got] == [pkt(i, 40) for i in range(70)] + [pkt(99, 20)]
+    raw = PcapReader(write(tmp_path, "raw.pcap", pcap_file([(T0, b"E" * 20)], linktype=101)))
+    assert list(raw.records()) == [(T0, b"E" * 20, 101)]
+
+
+def test_reader_for_one_link_type(tmp_path: Path) -> None:
+    """linktype=1 (what an Ethernet port carries): a file of another link type is refused
+    naming it; packets of a later interface of another type are skipped and counted."""
+    raw = write(tmp_path, "raw.pcap", pcap_file([(T0, b"E" * 20)], linktype=101))
+    with pytest.raises(PcapFormatError, match=r"raw\.pcap: link type 101 \(RAW\): only "
+                                              r"link type 1 \(ETHERNET\) is read here"):
+        PcapReader(raw, linktype=1)
+    sll = write(tmp_path, "sll.pcapng", ng_shb("<") + ng_idb("<", linktype=113))
+    with pytest.raises(PcapFormatError, match=r"link type 113 \(LINUX_SLL\)"):
+        PcapReader(sll, linktype=1)
+    data = (ng_shb("<") + ng_idb("<", linktype=1) + ng_idb("<", linktype=101)
+            + b"".join(ng_epb("<", int(i % 3 == 2), i, pkt(i, 40)) for i in range(90)))
+    path = write(tmp_path, "mixed.pcapng", data)
+    pool = Mempool(capacity=100)
+    r = PcapReader(path, linktype=1)
+    slots = r.read_into(pool, 100)
+    assert [Mbuf(pool, s).to_bytes() for s in slots.tolist()] == \
+        [pkt(i, 40) for i in range(90) if i % 3 != 2]
+    assert r.skipped_linktype == {101: 30} and r.at_end
+    pool.free_slots(slots)
+
+
+_MAX_PCAP_NS = 0xFFFFFFFF * 10**9 + 999_999_999
+
+
+def test_out_of_range_timestamps_are_clamped_and_counted(tmp_path: Path, pool: Mempool) -> None:
+    """What the reader accepts the writer takes: a ns record with sec = nsec = 0xFFFFFFFF,
+    a pcapng if_tsoffset near 2**63 -- clamped to the last pcap second, counted, kept."""
+    classic = pcap_file([(T0, pkt(0))], ns=True) + struct.pack("<IIII", 0xFFFFFFFF, 0xFFFFFFFF,
+                                                                  60, 60) + pkt(1)
+    ng = ng_shb("<") + ng_idb("<", tsoffset=(1 << 63) - 1) + ng_epb("<", 0, 5, pkt(2))
+    for name, content, n in (("ts.pcap", classic, 2), ("ts.pcapng", ng, 1)):
+        r = PcapReader(write(tmp_path, name, content))
+        slots = r.read_into(pool, 10)
+        out = tmp_path / f"out-{name}.pcap"
+        with PcapWriter(out, nanosecond=True) as w:
+            assert w.write_mbufs(slots, pool) == n
+            assert w.timestamps_clamped == 1
+        got = list(PcapReader(out))
+        assert len(got) == n and got[-1][0] == _MAX_PCAP_NS
+        pool.free_slots(slots)
+
+
+def _cut_file(tmp_path: Path, keep: int,
+              cut_into_last: int) -> tuple[Path, list[tuple[int, bytes]]]:
+    recs = [(T0 + i * 1000, pkt(i, 50 + i)) for i in range(keep + 1)]
+    path = tmp_path / "out.pcap"
+    with PcapWriter(path, nanosecond=True) as w:
+        for t, d in recs:
+            w.write(d, t)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) - (16 + len(recs[-1][1])) + cut_into_last])
+    return path, recs
+
+
+@pytest.mark.parametrize("cut", [0, 5, 16, 30])
+def test_writer_append_continues_and_repairs_a_partial_record(tmp_path: Path, cut: int) -> None:
+    path, recs = _cut_file(tmp_path, 4, cut)
+    with PcapWriter(path, nanosecond=True, mode="a") as w:
+        assert (w.resumed_packets, w.resumed_octets) == (4, sum(len(d) for _, d in recs[:4]))
+        assert w.repaired_bytes == cut
+        w.write(b"new", T0 + 10**9)
+    got, r = read_all(path)
+    assert got == recs[:4] + [(T0 + 10**9, b"new")] and r.error is None
+
+
+def test_writer_append_to_missing_empty_or_headless_file(tmp_path: Path) -> None:
+    for content in (None, b"", b"\xd4\xc3\xb2"):
+        path = tmp_path / "o.pcap"
+        path.unlink(missing_ok=True)
+        if content is not None:
+            path.write_bytes(content)
+        with PcapWriter(path, mode="a") as w:
+            assert w.resumed_packets == 0 and w.repaired_bytes == len(content or b"")
+            w.write(b"x", T0)
+        assert list(PcapReader(path)) == [(T0, b"x")]
+
+
+def test_writer_append_refuses_another_format(tmp_path: Path) -> None:
+    from nfkit.pcap import PcapWriteError
+    path, _ = _cut_file(tmp_path, 2, 0)
+    before = path.read_bytes()
+    with pytest.raises(PcapWriteError, match=r"out\.pcap: cannot append: .*microsecond"):
+        PcapWriter(path, mode="a")                       # the file has ns timestamps
+    with pytest.raises(PcapWriteError, match="cannot append: .*link type 101"):
+        PcapWriter(path, nanosecond=True, linktype=101, mode="a")
+    bad = bytearray(before)
+    struct.pack_into("<I", bad, 24 + 8, 0x7FFFFFFF)      # a corrupt first record
+    path.write_bytes(bytes(bad))
+    with pytest.raises(PcapWriteError, match="cannot append: .*offset 24"):
+        PcapWriter(path, nanosecond=True, mode="a")
+    assert path.read_bytes() == bytes(bad)               # left as it was
+
+
+def test_writer_does_not_follow_symlinks(tmp_path: Path) -> None:
+    from nfkit.pcap import PcapWriteError
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    link = tmp_path / "out.pcap"
+    link.symlink_to(victim)
+    for mode in ("w", "a", "x"):
+        with pytest.raises(PcapWriteError, match=r"out\.pcap: .*symbolic link") as ei:
+            PcapWriter(link, mode=mode)
+        assert isinstance(ei.value, PcapError)
+    assert victim.read_bytes() == b"precious"
+    PcapWriter(link, mode="n").close()       # a generated name: the link is replaced
+    assert not link.is_symlink() and victim.read_bytes() == b"precious"
+    assert list(PcapReader(link)) == []
+    fresh = tmp_path / "fresh.pcap"
+    PcapWriter(fresh, mode="x").close()
+    with pytest.raises(PcapWriteError, match="exists"):
+        PcapWriter(fresh, mode="x")
+    with pytest.raises(PcapWriteError, match="No such file or directory") as ei:
+        PcapWriter(tmp_path / "no" / "dir.pcap")
+    assert isinstance(ei.value.os_error, FileNotFoundError)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(kind=st.sampled_from(["pcap", "pcap-be", "pcapng", "pcapng-be"]),
+       sizes=st.lists(st.integers(0, 300), min_size=1, max_size=12),
+       cut=st.integers(0, 10**6), flips=damage_ops, chunk=st.integers(1, 700))
+def test_stream_reads_what_the_file_reads(tmp_path: Path, kind: str, sizes: list[int], cut: int,
+                                          flips: list[tuple[int, int]], chunk: int) -> None:
+    """Any damage, any chunking of a pipe: the same packets, damage and offsets as the file."""
+    import threading
+    bo = ">" if kind.endswith("be") else "<"
+    recs = [(T0 + i, pkt(i, n)) for i, n in enumerate(sizes)]
+    if kind.startswith("pcapng"):
+        data = bytearray(ng_shb(bo) + ng_idb(bo, tsresol=9) + b"".join(
+            ng_epb(bo, 0, t, d) for t, d in recs))
+    else:
+        data = bytearray(pcap_file(recs, bo=bo, ns=True))
+    for pos, val in flips:
+        data[pos % len(data)] = val
+    data = bytes(data[:cut % (len(data) + 1)])
+
+    def outcome(path: str) -> object:
+        try:
+            r = PcapReader(path)
+        except PcapFormatError as e:
+            return ("format", e.reason)
+        items = list(r.records())
+        return items, [(type(d), d.offset, d.reason) for d in r.damage], r.skipped_corrupt
+
+    file_result = outcome(str(write(tmp_path, "f.bin", data)))
+    rfd, wfd = os.pipe()
+
+    def feed() -> None:
+        try:
+            for i in range(0, len(data), chunk):
+                os.write(wfd, data[i:i + chunk])
+        except BrokenPipeError:
+            pass
+        finally:
+            os.close(wfd)
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    try:
+        stream_result = outcome(f"/proc/self/fd/{rfd}")
+    finally:
+        os.close(rfd)
+        t.join(10)
+    if isinstance(file_result, tuple) and file_result[0] == "format":
+        assert isinstance(stream_result, tuple) and stream_result[0] == "format"
+    else:
+        assert stream_result == file_result

@@ -7,7 +7,9 @@ define::
         runtime.add_pipeline_to_port("eth1", install)
 
 then runs the runtime until a signal, ``duration``, or (``stop_when_drained``) the end of
-its pcap inputs.  ``nfkit dump FILE.pcap`` prints one line per packet, like tcpdump.
+its pcap inputs (a pcap port that could not read all its input makes the exit status 1).
+``nfkit dump FILE.pcap`` prints one line per packet, like tcpdump: any link type nfkit
+decodes, records of any size, ``-`` for stdin and FIFOs as the packets arrive.
 """
 
 from __future__ import annotations
@@ -155,19 +157,74 @@ def run(app: str, config: str, duration: int | None, log_level: str | None, stat
     for name, s in result.pipelines.items():
         click.echo(f"  pipeline {name}: received {s['received']} sent {s['act']} emitted {s['emit']} "
                    f"dropped {s['drop']} aborted {s['abort']} replaced {s['replaced']}")
+    failed = _input_errors(result, config)
+    if failed:
+        raise click.ClickException("; ".join(failed))
+
+
+def _input_errors(result: Any, config: str) -> list[str]:
+    """The pcap ports that could not read all their input (a damaged capture, packets of a
+    link type they cannot carry, a receive error): a run that lost input is not a success,
+    even when it drained.  What was wrong is in the log above, file by file."""
+    from .config import load_config
+    from .ports.base import driver_of
+    cfg = load_config(config)
+    return [f"port {pc.name}: {n} input error(s): its input could not be read whole "
+            "(the log above says what and where)"
+            for pc in cfg.ports
+            if driver_of(pc.device, cfg.backend) == "pcap"
+            and (n := result.ports.get(pc.name, {}).get("rx_errors", 0))]
+
+
+#: dump's buffers hold the largest record the reader takes (a pcapng block, 16 MiB): every
+#: record is decoded whole, GRO / BIG TCP super-packets too.  Two buffers of an anonymous
+#: mapping whose pages are touched only as far as the packets reach.
+_DUMP_BUF = 16 << 20
+
+
+def _describe_record(pool: Any, data: bytes, linktype: int) -> tuple[list[Any], str]:
+    """Decode one record: its headers (those of an Ethernet header standing in for
+    another link layer left out) and its one-line summary."""
+    from .buffers import Mbuf
+    from .linktype import ETHERNET, LinkTypeError, to_ethernet
+    from .packets.dissect import dissect
+    m = Mbuf.from_bytes(data[:_DUMP_BUF], pool)
+    try:
+        parts = []
+        try:
+            link = to_ethernet(m, linktype)
+        except LinkTypeError as exc:
+            layers, err = [], None
+            parts.append(f"[{exc}]")
+        else:
+            layers, err = dissect(m)
+            if linktype != ETHERNET:
+                layers = layers[1:]
+            if link:
+                parts.append(link)
+        parts += [p.summary() for p in layers]
+        if err is not None:
+            parts.append(f"[{err}]")
+        if not layers and err is None:
+            parts.append(f"{len(data)} bytes")
+        if len(data) > _DUMP_BUF:
+            parts.append(f"[a {len(data)}-byte record: the first {_DUMP_BUF} decoded]")
+        return layers, " / ".join(parts)
+    finally:
+        m.free()
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-f", "--filter", "expr", help="only packets matching a tcpdump-like expression, "
                                              "e.g. 'tcp and dst port 80'")
 @click.option("-c", "--count", type=click.IntRange(min=1), help="stop after this many matching packets")
 @click.option("-v", "--verbose", is_flag=True, help="every field of every header")
 def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
-    """Print FILE (pcap or pcapng) one decoded packet per line, like tcpdump."""
-    from .buffers import Mbuf, Mempool
+    """Print FILE (pcap or pcapng; - for stdin, FIFOs as packets arrive) one decoded packet
+    per line, like tcpdump."""
+    from .buffers import Mempool
     from .errors import NfkitError
-    from .packets.dissect import dissect, summarize
     from .pcap import PcapReader
 
     try:
@@ -175,31 +232,32 @@ def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
         if expr:
             from .filter import compile_filter
             match = compile_filter(expr)
-        pool = Mempool(capacity=1024, buf_size=65535, headroom=0, name="dump")
-        shown = n = 0
-        with PcapReader(file) as reader:
-            while not reader.at_end and (count is None or shown < count):
-                slots = reader.read_into(pool, 256)
-                for s in slots.tolist():
-                    m = Mbuf(pool, s)
-                    try:
-                        if count is not None and shown >= count:
-                            continue   # read but not examined: free it and stop after the batch
-                        n += 1
-                        layers, err = dissect(m)
-                        if match is not None and not match.match_layers(layers, len(m)):
-                            continue
-                        shown += 1
-                        ts = int(pool.timestamp[s])
-                        stamp = f"{ts // 1_000_000_000}.{ts % 1_000_000_000:09d}"
-                        click.echo(f"{stamp} {summarize(m, (layers, err))}")
-                        if verbose:
-                            for layer in layers:
-                                click.echo(f"    {layer!r}")
-                    finally:
-                        m.free()
-            if reader.error is not None:
-                click.echo(f"warning: {reader.error} (after {reader.packets_read} packets)", err=True)
+        pool = Mempool(capacity=2, buf_size=_DUMP_BUF, headroom=64, name="dump")
+        shown = n = noted = 0
+        with PcapReader("/dev/stdin" if file == "-" else file) as reader:
+            for ts, data, linktype in reader.records():
+                n += 1
+                layers, text = _describe_record(pool, data, linktype)
+                if match is None or match.match_layers(layers, len(data)):
+                    shown += 1
+                    click.echo(f"{ts // 1_000_000_000}.{ts % 1_000_000_000:09d} {text}")
+                    if verbose:
+                        for layer in layers:
+                            click.echo(f"    {layer!r}")
+                for err in reader.damage[noted:]:
+                    if err is not reader.fatal:       # skipped, reading goes on
+                        click.echo(f"warning: {err}; skipped", err=True)
+                noted = len(reader.damage)
+                if count is not None and shown >= count:
+                    break
+                if reader.is_stream:
+                    sys.stdout.flush()                # a stream: each packet as it comes
+            for err in reader.damage[noted:]:
+                if err is not reader.fatal:
+                    click.echo(f"warning: {err}; skipped", err=True)
+            if reader.fatal is not None:
+                click.echo(f"warning: {reader.fatal} (after {reader.packets_read} packets)",
+                           err=True)
         click.echo(f"{shown} of {n} packets shown", err=True)
     except NfkitError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -293,16 +293,20 @@ def _worker_main(rt: "Runtime", w: _Worker, conn: Any, ctrl: memoryview, slots: 
         rt._stop_requested = None
         from .runtime import CoreExecutor
         rt.executors = {c: CoreExecutor(c) for c in rt.executors}
+        resume = w.restarts > 0          # a restart continues the output files
         for i, pc in enumerate(cfg.ports):
             if core in pc.cores:
                 rt.ports[pc.name] = open_port(pc, pool, cfg.batch_size, i, cfg.base_dir,
                                               cores=frozenset({core}),
-                                              backend=getattr(cfg, "backend", "auto"))
+                                              backend=getattr(cfg, "backend", "auto"),
+                                              resume=resume)
             else:
                 rt.ports[pc.name] = placeholder_port(pc, pool, cfg, i)
         if cfg.pcap_dump:
             from .pcap_dump import attach_dumps
-            rt._dumps = attach_dumps(rt.ports, cfg.pcap_dump_dir, cfg.base_dir)
+            rt._dumps = attach_dumps(rt.ports, cfg.pcap_dump_dir, cfg.base_dir, resume=resume)
+        if resume:
+            _count_resumed_outputs(rt, w)
         installed_at = time.monotonic()
         rt._install(installed_at, cores={core})
     except BaseException as exc:
@@ -389,6 +393,32 @@ def _worker_main(rt: "Runtime", w: _Worker, conn: Any, ctrl: memoryview, slots: 
         pass
     log.info("core %d stopped (%s)", core, reason)
     os._exit(code)
+
+
+def _count_resumed_outputs(rt: "Runtime", w: _Worker) -> None:
+    """A restarted worker's output files hold all its predecessors wrote -- some of it
+    after their last published counters (published every ``[metrics] interval``; a
+    SIGKILL comes between).  Count those packets in the new queues' counters, so that the
+    run's totals (the retired snapshots plus this worker's) match the files."""
+    for name, port in rt.ports.items():
+        for core, q in port.queues.items():
+            packets, octets = q.resumed
+            if not packets:
+                continue
+            counted = w.retired.ports.get((name, core), {})
+            extra = packets - counted.get("tx_packets", 0)
+            if extra < 0:
+                log.warning("core %d: port %s: its output holds %d packets, %d were counted "
+                            "as sent", core, name, packets, counted.get("tx_packets", 0))
+                continue
+            q.counters.tx_packets += extra
+            q.counters.tx_octets += max(0, octets - counted.get("tx_octets", 0))
+            log.info("core %d: port %s: %d packets the failed worker wrote after its last "
+                     "counter update are counted now", core, name, extra)
+    if any(getattr(q, "is_file_source", False) for p in rt.ports.values()
+           for q in p.queues.values()):
+        log.warning("core %d: the restarted worker reads its rx files again from the start",
+                    w.core)
 
 
 def _is_run_error(exc: BaseException) -> bool:

@@ -14,12 +14,22 @@ Formats read by :class:`PcapReader`
       total length is checked against its trailing copy.
 
 Format written by :class:`PcapWriter`
-    classic pcap, little-endian, microsecond or nanosecond timestamps.
+    classic pcap, little-endian, microsecond or nanosecond timestamps; a new file, a
+    truncated one, or (``mode="a"``) the continuation of one it wrote, repaired if its last
+    record was cut short.  A symbolic link at the output path is refused, never followed.
 
 Timestamps are integer nanoseconds since the Unix epoch everywhere (``Mempool.timestamp``
 holds them as ``uint64``); a resolution coarser than 1 ns is converted exactly, a finer one
 is rounded down, and values outside ``uint64`` (only possible with odd pcapng resolutions
-or offsets) are clamped into it.
+or offsets) are clamped into it.  The writer clamps what it takes from the buffers to the
+pcap format's range (32-bit seconds) and counts it: a packet is never refused for its time.
+
+Streams
+    A regular file is memory-mapped.  Anything else -- a pipe, a FIFO, stdin, a device --
+    is read as it comes: the header first (``/dev/zero`` is "not a capture" after its
+    first read), then records as they arrive, each read handing out what is complete (a
+    FIFO's packets come out while the writer is still writing, like ``tcpdump -r -``).
+    Offsets in damage reports are offsets in the stream.  A stream cannot be rewound.
 
 Behaviour on damage
     Opening a file that is not a capture (wrong magic, empty, header cut short, unsupported
@@ -29,13 +39,17 @@ Behaviour on damage
     (:class:`PcapTruncated`) or one whose lengths or references make no sense
     (:class:`PcapCorrupt`) -- never loses the packets before it: they are all returned, the
     first damaged record is described in :attr:`PcapReader.error` (its byte offset and what
-    is wrong) and the reader is then at its end.  With ``strict=True`` that same exception
-    is also raised, once, by the first read after the good packets were handed out.  No
-    other exception escapes a read on a damaged file.  The file is read as it was when
-    opened (a capture still growing is not followed).
+    is wrong) and the reader is then at its end.  A damaged pcapng packet block whose
+    framing is intact (its total lengths agree: bad interface number, captured length
+    larger than the block, too short) loses nothing else: it is skipped, counted in
+    ``skipped_corrupt`` and listed in ``damage`` (with ``error``, the first damage), and
+    reading goes on.  With ``strict=True`` the first damage is also raised, once, by the
+    first read after the good packets before it were handed out, and ends the reading.  No
+    other exception escapes a read on a damaged file.  A file is read as it was when opened
+    (a capture still growing is not followed).
 
 Speed
-    Files are memory-mapped (read whole when they cannot be, e.g. a pipe).  Reading walks
+    Files are memory-mapped (streams are read in 1 MiB chunks).  Reading walks
     the records with one ``struct.unpack_from`` per record (pcapng: one for the block
     header, one for its trailing length) and switches to numpy strided views wherever
     records have a fixed layout (consecutive records of one size: the rest of the batch is
@@ -49,6 +63,7 @@ Speed
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import stat
@@ -61,13 +76,14 @@ import numpy as np
 
 from .buffers import Mbuf, Mempool
 from .errors import NfkitError
+from .linktype import describe as _describe_linktype
 
 if TYPE_CHECKING:  # pragma: no cover
     from types import TracebackType
 
 __all__ = [
     "PcapReader", "PcapWriter", "PcapError", "PcapFormatError", "PcapDamaged",
-    "PcapTruncated", "PcapCorrupt", "LINKTYPE_ETHERNET",
+    "PcapTruncated", "PcapCorrupt", "PcapWriteError", "LINKTYPE_ETHERNET",
 ]
 
 LINKTYPE_ETHERNET = 1
@@ -88,6 +104,13 @@ _MAX_BLOCK = 16 << 20
 #: pcapng default timestamp resolution: 10^-6 s
 _DEFAULT_TSRESOL = (10, 6)
 _NS = 1_000_000_000
+#: the latest time a pcap record holds: 32-bit seconds (2106-02-07), the last nanosecond
+_MAX_PCAP_NS = 0xFFFFFFFF * _NS + _NS - 1
+#: a stream (pipe, FIFO, device) is read this much at a time; a read returns what has
+#: arrived, so a FIFO's packets are handed out as they come
+_STREAM_CHUNK = 1 << 20
+#: damaged records a reader keeps (``PcapReader.damage``); they are all counted
+_MAX_NOTES = 100
 _U64 = np.uint64
 _EMPTY_I64 = np.zeros(0, dtype=np.int64)
 _EMPTY_U64 = np.zeros(0, dtype=np.uint64)
@@ -146,6 +169,17 @@ class PcapCorrupt(PcapDamaged):
     """A record or block holds lengths or references that cannot be right."""
 
 
+class PcapWriteError(PcapError):
+    """An output file cannot be opened, appended to or created (``path``, ``reason``;
+    ``os_error`` holds the :class:`OSError` when the OS refused)."""
+
+    def __init__(self, path: str, reason: str, os_error: OSError | None = None) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+        self.os_error = os_error
+
+
 # -- helpers -----------------------------------------------------------------------------
 
 def _units_to_ns(units: int, base: int, exp: int) -> int:
@@ -186,6 +220,8 @@ def _ts_array(values: list[int]) -> np.ndarray:
 def _window(buf: memoryview | np.ndarray, size: int, width: int) -> np.ndarray:
     """Every ``width``-byte window of ``buf`` as rows of a zero-copy ``(size-width+1, width)``
     view: indexing it with start offsets gathers whole packets in one numpy call."""
+    if size < width:
+        return np.zeros((0, width), dtype=np.uint8)
     return np.ndarray((size - width + 1, width), dtype=np.uint8, buffer=buf, strides=(1, 1))
 
 
@@ -230,24 +266,36 @@ class _Iface:
 class PcapReader:
     """Read a pcap or pcapng file, packet by packet or straight into a mempool.
 
-    ``for ts_ns, data in reader`` yields Python ``(int, bytes)`` pairs;
-    :meth:`read_into` fills mempool buffers in bulk (the fast path).  Both share one
-    position.  See the module docstring for the formats and the behaviour on damage.
+    ``for ts_ns, data in reader`` yields Python ``(int, bytes)`` pairs, :meth:`records`
+    ``(int, bytes, linktype)`` triples; :meth:`read_into` fills mempool buffers in bulk
+    (the fast path).  All share one position.  See the module docstring for the formats and
+    the behaviour on damage.  ``linktype=N``: read only packets of that link type (what an
+    Ethernet port carries): a file whose (first) link type differs is refused when opened;
+    packets of a later pcapng interface of another type are skipped and counted.
 
     Attributes: ``path``; ``format`` (``'pcap'`` or ``'pcapng'``); ``linktype`` and
     ``snaplen`` (pcapng: of the first interface; ``None`` if the file has none);
     ``nanosecond`` (timestamps finer than microseconds); ``packets_read`` (handed out since
     open, across :meth:`rewind`); ``skipped_oversize`` (packets longer than the pool's
-    ``buf_size``, skipped by :meth:`read_into`); ``error`` (``None`` or the first
-    :class:`PcapDamaged` found).
+    ``buf_size``, skipped by :meth:`read_into`); ``skipped_corrupt`` (damaged pcapng packet
+    blocks skipped, reading on); ``skipped_linktype`` (link type -> packets skipped for
+    ``linktype=``); ``damage`` (the damaged records found, the first 100); ``error``
+    (``None`` or the first :class:`PcapDamaged` found); ``fatal`` (the damage that ended
+    the reading, if any).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, strict: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, strict: bool = False,
+                 linktype: int | None = None) -> None:
         self.path = os.fspath(path)
         self.strict = strict
+        self.only_linktype = linktype
         self.packets_read = 0
         self.skipped_oversize = 0
+        self.skipped_corrupt = 0
+        self.skipped_linktype: dict[int, int] = {}
+        self.damage: list[PcapDamaged] = []
         self.error: PcapDamaged | None = None
+        self.fatal: PcapDamaged | None = None
         self.linktype: int | None = None
         self.snaplen: int | None = None
         self.nanosecond = False
@@ -256,6 +304,17 @@ class PcapReader:
         self._map: mmap.mmap | bytes = b""
         self._mv = memoryview(b"")
         self._size = 0
+        self._pos = 0
+        # A stream (not a mapped file) is read as it comes: ``_fd`` is open, the buffer
+        # holds the bytes from file offset ``_base`` on, ``_need`` says a record continues
+        # past the buffer.  A mapped file is all there: ``_eof`` from the start.
+        self._fd = -1
+        self._base = 0
+        self._eof = True
+        self._need = False
+        self._read_error: PcapTruncated | None = None
+        self._batch_lt: list[int] | None = None
+        self._opening = True
         self._load()
         self._closed = False
         try:
@@ -263,35 +322,77 @@ class PcapReader:
         except BaseException:
             self.close()
             raise
+        self._opening = False
 
     # -- opening -------------------------------------------------------------------------
     def _fail(self, reason: str, os_error: OSError | None = None) -> PcapFormatError:
         return PcapFormatError(self.path, reason, os_error)
 
     def _load(self) -> None:
-        """Map the file (or read it whole when it cannot be mapped, e.g. a pipe)."""
+        """Map a regular file; anything else (pipe, FIFO, device, a file that cannot be
+        mapped) is a stream, read as it comes -- never whole before its header is known."""
         try:
-            with open(self.path, "rb") as f:
-                st = os.fstat(f.fileno())
-                data: mmap.mmap | bytes
-                if stat.S_ISREG(st.st_mode) and st.st_size > 0:
-                    try:
-                        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-                    except (OSError, ValueError):
-                        data = f.read()
-                else:
-                    data = f.read()
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
             raise self._fail(f"cannot open: {e.strerror or e}", e) from e
-        if not len(data):
-            raise self._fail("empty file (0 bytes): not a pcap or pcapng file")
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                e = IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self.path)
+                raise self._fail(f"cannot open: {e.strerror}", e)
+            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                raise self._fail("empty file (0 bytes): not a pcap or pcapng file")
+            if stat.S_ISREG(st.st_mode):
+                try:
+                    self._set_buffer(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+                    return
+                except (OSError, ValueError):
+                    pass
+            self._fd, fd = fd, -1
+            self._eof = False
+            self._set_buffer(b"")
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _set_buffer(self, data: mmap.mmap | bytes) -> None:
         self._map = data
         self._mv = memoryview(data)
         self._size = len(data)
+        self._hdr_win = _window(self._mv, self._size, 16)
+
+    def _read_more(self) -> None:
+        """Stream: drop the bytes before the position, add what one read returns (waiting
+        until something arrives); at the end of the stream set ``_eof``."""
+        try:
+            chunk = os.read(self._fd, _STREAM_CHUNK)
+        except OSError as e:
+            if self._opening:
+                raise self._fail(f"cannot read: {e.strerror or e}", e) from e
+            # The end of the stream: the complete records buffered are still handed out.
+            chunk = b""
+            at = self._base + self._size
+            self._read_error = PcapTruncated(self.path, at, f"reading failed at offset {at}: "
+                                             f"{e.strerror or e}")
+        if not chunk:
+            self._eof = True
+            return
+        pos = self._pos
+        self._set_buffer(b"".join((self._mv[pos:], chunk)))
+        self._base += pos
+        self._pos = 0
+
+    def _fill(self, n: int) -> None:
+        """Stream: read until ``n`` bytes past the position are buffered (or the end)."""
+        while not self._eof and self._size - self._pos < n:
+            self._read_more()
 
     def _start(self) -> None:
         """Identify the format from the magic number and parse the file header."""
+        self._fill(28)     # a pcap header, or a pcapng block header and byte-order magic
         size = self._size
+        if size == 0:
+            raise self._fail("empty (0 bytes): not a pcap or pcapng file")
         if size < 4:
             raise self._fail(f"not a pcap or pcapng file (only {size} bytes)")
         raw = int.from_bytes(self._map[:4], "big")
@@ -319,32 +420,49 @@ class PcapReader:
         self.snaplen = snaplen
         # Bits 26-31 of the link-type field carry FCS information, not the link type.
         self.linktype = network & 0x03FFFFFF
+        self._check_linktype()
         self._maxcap = max(snaplen, _MAX_SNAPLEN)
         self._u4 = np.dtype(self._bo + "u4")
         self._rec_c = struct.Struct(self._bo + "I").unpack_from
         self._frac_mul = _U64(1 if self.nanosecond else 1000)
         self._first = 24
-        self._hdr_win = _window(self._mv, size, 16)
         self._reset()
 
     def _start_pcapng(self) -> None:
+        if self._size >= 12:     # a stream: the whole section header block
+            bo = "<" if struct.unpack_from("<I", self._map, 8)[0] == _BOM else ">"
+            self._fill(min(struct.unpack_from(bo + "I", self._map, 4)[0], _MAX_BLOCK))
         err = self._section(0)
         if err is not None:
             raise self._fail(f"bad pcapng section header: {err.reason}")
         self._first = 0
         self._reset()
+        self._check_linktype()
+
+    def _check_linktype(self) -> None:
+        want = self.only_linktype
+        if want is not None and self.linktype is not None and self.linktype != want:
+            raise self._fail(f"link type {_describe_linktype(self.linktype)}: only link type "
+                             f"{_describe_linktype(want)} is read here")
 
     def _reset(self) -> None:
         """Position at the first record with a clean state, then look ahead (consuming no
         packet) so that damage or the end of the file right there is already known, and a
-        pcapng file's first interface (its link type) is read."""
+        pcapng file's first interface (its link type) is read -- from a stream, waiting for
+        its first blocks."""
         self._pos = self._first
         self._done = False
         self._raised = False
-        self.error = None
+        self.error = self.fatal = None
+        self.damage = []
         if self.format == "pcapng":
             self._section(0)
-            self._scan_ng(0, 1 << 62)
+            while True:
+                self._need = False
+                self._scan_ng(0, 1 << 62)
+                if not self._need or self.linktype is not None:
+                    break
+                self._read_more()
         else:
             self._scan_pcap(0, 1 << 62)
 
@@ -353,8 +471,9 @@ class PcapReader:
         """Enter the section whose header block is at ``o``: set the byte order, forget the
         interfaces.  Returns the damage found (not raised) or ``None``."""
         end = self._size
+        at = o + self._base         # the offset in the file (a stream's buffer starts later)
         if o + 12 > end:
-            return PcapTruncated(self.path, o, f"section header block at offset {o} cut "
+            return PcapTruncated(self.path, at, f"section header block at offset {at} cut "
                                  f"short: 28 bytes needed, only {end - o} remain")
         bom_le = struct.unpack_from("<I", self._map, o + 8)[0]
         if bom_le == _BOM:
@@ -362,22 +481,22 @@ class PcapReader:
         elif struct.unpack_from(">I", self._map, o + 8)[0] == _BOM:
             bo = ">"
         else:
-            return PcapCorrupt(self.path, o, f"section header block at offset {o} has a bad "
+            return PcapCorrupt(self.path, at, f"section header block at offset {at} has a bad "
                                f"byte-order magic 0x{bom_le:08x}")
         tl = struct.unpack_from(bo + "I", self._map, o + 4)[0]
         if tl < 28 or tl & 3 or tl > _MAX_BLOCK:
-            return PcapCorrupt(self.path, o, f"section header block at offset {o} has an "
+            return PcapCorrupt(self.path, at, f"section header block at offset {at} has an "
                                f"invalid total length {tl}")
         if o + tl > end:
-            return PcapTruncated(self.path, o, f"section header block at offset {o} claims "
+            return PcapTruncated(self.path, at, f"section header block at offset {at} claims "
                                  f"{tl} bytes, only {end - o} remain")
         trail = struct.unpack_from(bo + "I", self._map, o + tl - 4)[0]
         if trail != tl:
-            return PcapCorrupt(self.path, o, f"block at offset {o}: total length {tl} does "
+            return PcapCorrupt(self.path, at, f"block at offset {at}: total length {tl} does "
                                f"not match its trailing copy {trail}")
         major, minor = struct.unpack_from(bo + "HH", self._map, o + 12)
         if major != 1:
-            return PcapCorrupt(self.path, o, f"section header block at offset {o}: "
+            return PcapCorrupt(self.path, at, f"section header block at offset {at}: "
                                f"unsupported pcapng version {major}.{minor}")
         self._bo = bo
         self._u4 = np.dtype(bo + "u4")
@@ -387,6 +506,9 @@ class PcapReader:
         self._ifaces: list[_Iface] = []
         #: per interface: ns per timestamp unit when a plain product gives the time, else 0
         self._muls: list[int] = []
+        #: per interface: its link type, and whether its packets are read (``linktype=``)
+        self._lts: list[int] = []
+        self._keep: list[bool] = []
         self._sec_end = o + tl
         return None
 
@@ -413,17 +535,52 @@ class PcapReader:
         iface = _Iface(linktype, snaplen, base, exp, offset_ns)
         self._ifaces.append(iface)
         self._muls.append(iface.mul if not offset_ns else 0)
+        self._lts.append(linktype)
+        self._keep.append(self.only_linktype is None or linktype == self.only_linktype)
         if self.linktype is None:
             self.linktype = linktype
             self.snaplen = snaplen
             self.nanosecond = exp > 6 if base == 10 else exp >= 20
 
-    # -- damage --------------------------------------------------------------------------
-    def _damage(self, err: PcapDamaged) -> None:
-        """Note the first damaged record; the reader is at its end from here."""
+    # -- damage and the end of the data ---------------------------------------------------
+    def _note(self, err: PcapDamaged) -> None:
+        if len(self.damage) < _MAX_NOTES:
+            self.damage.append(err)
         if self.error is None:
             self.error = err
+
+    def _damage(self, err: PcapDamaged) -> None:
+        """Note a damaged record that ends the reading; the reader is at its end from here."""
+        self._note(err)
+        self.fatal = err
         self._done = not self.strict
+
+    def _bad_block(self, err: PcapCorrupt) -> bool:
+        """A damaged block whose framing (total lengths) is intact: noted and skipped,
+        reading on (True) -- or, with ``strict``, the end like any damage (False)."""
+        if self.strict:
+            self._damage(err)
+            return False
+        self._note(err)
+        self.skipped_corrupt += 1
+        return True
+
+    def _end_of_data(self) -> None:
+        """Every buffered record was read: the end, or (stream) wait for more."""
+        if self._read_error is not None:
+            self._damage(self._read_error)
+        elif self._eof:
+            self._done = True
+        else:
+            self._need = True
+
+    def _cut_short(self, err: PcapTruncated) -> None:
+        """A record continues past the buffered bytes: damage at the end, or (stream)
+        wait for the rest of it."""
+        if self._eof:
+            self._damage(self._read_error or err)
+        else:
+            self._need = True
 
     def _pending(self) -> None:
         """In strict mode, raise the damage found by an earlier read (once)."""
@@ -440,6 +597,7 @@ class PcapReader:
         are skipped and counted.  Stops before a damaged record, noting it."""
         buf = self._map
         end = self._size
+        at = self._base
         o = self._pos
         rec_c = self._rec_c
         maxcap = self._maxcap
@@ -456,26 +614,26 @@ class PcapReader:
                 c = rec_c(buf, o + 8)[0]
             except struct.error:
                 if o == end:
-                    self._done = True
+                    self._end_of_data()
                 else:
-                    self._damage(PcapTruncated(
-                        self.path, o, f"record header at offset {o} cut short: 16 bytes "
-                        f"needed, only {end - o} remain"))
+                    self._cut_short(PcapTruncated(
+                        self.path, o + at, f"record header at offset {o + at} cut short: 16 "
+                        f"bytes needed, only {end - o} remain"))
                 break
             nxt = o + 16 + c
             if nxt > end or c > limit:
                 if o + 16 > end:
-                    self._damage(PcapTruncated(
-                        self.path, o, f"record header at offset {o} cut short: 16 bytes "
-                        f"needed, only {end - o} remain"))
+                    self._cut_short(PcapTruncated(
+                        self.path, o + at, f"record header at offset {o + at} cut short: 16 "
+                        f"bytes needed, only {end - o} remain"))
                 elif c > maxcap:
                     self._damage(PcapCorrupt(
-                        self.path, o, f"record at offset {o} claims {c} bytes, more than "
-                        f"the snap length allows ({maxcap})"))
+                        self.path, o + at, f"record at offset {o + at} claims {c} bytes, "
+                        f"more than the snap length allows ({maxcap})"))
                 elif nxt > end:
-                    self._damage(PcapTruncated(
-                        self.path, o, f"record at offset {o} claims {c} bytes, only "
-                        f"{end - o - 16} remain"))
+                    self._cut_short(PcapTruncated(
+                        self.path, o + at, f"record at offset {o + at} claims {c} bytes, "
+                        f"only {end - o - 16} remain"))
                 else:
                     skipped += 1
                     o = nxt
@@ -523,79 +681,90 @@ class PcapReader:
         return offs, hdr[:, 2], ts
 
     # -- pcapng scanning -----------------------------------------------------------------
-    def _scan_ng(self, n: int, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _scan_ng(self, n: int, limit: int,
+                 want_lt: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Like :meth:`_scan_pcap` for pcapng: walks blocks, applies section and interface
-        blocks, returns data offsets, captured lengths and ns timestamps of packets."""
+        blocks, returns data offsets, captured lengths and ns timestamps of packets; with
+        ``want_lt`` their link types in ``_batch_lt`` (only :meth:`records` needs them:
+        building them costs the fixed-size path ~10%)."""
         buf = self._map
         end = self._size
+        at = self._base
         o = self._pos
         blk, u32 = self._blk, self._u32
         ifaces = self._ifaces
         doffs: list[int] = []
         caps: list[int] = []
         tss: list[int] = []
-        dap, cap_ap, tap = doffs.append, caps.append, tss.append
+        lts: list[int] = []
+        dap, cap_ap, tap, lap = doffs.append, caps.append, tss.append, lts.append
         pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         k = 0
         chunk = _CHUNK
         stop = min(n, chunk)
         skipped = 0
-        muls = self._muls
+        muls, lt_of, keep = self._muls, self._lts, self._keep
+        foreign = self.skipped_linktype
         path = self.path
         while True:
             try:
                 bt, tl, a, b, c, d, _e = blk(buf, o)
             except struct.error:
                 if o == end:
-                    self._done = True
+                    self._end_of_data()
                     break
                 if o + 8 > end:
-                    self._damage(PcapTruncated(
-                        path, o, f"block header at offset {o} cut short: 8 bytes needed, "
-                        f"only {end - o} remain"))
+                    self._cut_short(PcapTruncated(
+                        path, o + at, f"block header at offset {o + at} cut short: 8 bytes "
+                        f"needed, only {end - o} remain"))
                     break
                 bt, tl = self._blk2(buf, o)
                 a = u32(buf, o + 8)[0] if o + 12 <= end else 0
                 b = c = d = 0
             if bt == _SHB:
                 err = self._section(o)
+                if isinstance(err, PcapTruncated):
+                    self._cut_short(err)
+                    break
                 if err is not None:
                     self._damage(err)
                     break
                 blk, u32 = self._blk, self._u32
-                ifaces, muls = self._ifaces, self._muls
+                ifaces, muls, lt_of, keep = self._ifaces, self._muls, self._lts, self._keep
                 o = self._sec_end
                 continue
             if tl < 12 or tl & 3 or tl > _MAX_BLOCK:
-                self._damage(PcapCorrupt(path, o, f"block at offset {o} has an invalid "
-                                         f"total length {tl}"))
+                self._damage(PcapCorrupt(path, o + at, f"block at offset {o + at} has an "
+                                         f"invalid total length {tl}"))
                 break
             nxt = o + tl
             if nxt > end:
-                self._damage(PcapTruncated(path, o, f"block at offset {o} claims {tl} bytes, "
-                                           f"only {end - o} remain"))
+                self._cut_short(PcapTruncated(path, o + at, f"block at offset {o + at} claims "
+                                              f"{tl} bytes, only {end - o} remain"))
                 break
             trail = u32(buf, nxt - 4)[0]
             if trail != tl:
-                self._damage(PcapCorrupt(path, o, f"block at offset {o}: total length {tl} "
-                                         f"does not match its trailing copy {trail}"))
+                self._damage(PcapCorrupt(path, o + at, f"block at offset {o + at}: total "
+                                         f"length {tl} does not match its trailing copy {trail}"))
                 break
             if bt == _EPB or bt == _PB:
-                if tl < 32:
-                    self._damage(PcapCorrupt(path, o, f"packet block at offset {o} is too "
-                                             f"short ({tl} bytes)"))
-                    break
                 if bt == _PB:
                     a = a & 0xFFFF if self._bo == "<" else a >> 16
-                if a >= len(ifaces):
-                    self._damage(PcapCorrupt(path, o, f"packet block at offset {o} names "
-                                             f"interface {a}, the section has {len(ifaces)}"))
+                bad = (f"is too short ({tl} bytes)" if tl < 32 else
+                       f"names interface {a}, the section has {len(ifaces)}"
+                       if a >= len(ifaces) else
+                       f"claims {d} captured bytes, the block holds {tl - 32}"
+                       if d > tl - 32 else None)
+                if bad is not None:
+                    if self._bad_block(PcapCorrupt(path, o + at, f"packet block at offset "
+                                                   f"{o + at} {bad}")):
+                        o = nxt
+                        continue
                     break
-                if d > tl - 32:
-                    self._damage(PcapCorrupt(path, o, f"packet block at offset {o} claims "
-                                             f"{d} captured bytes, the block holds "
-                                             f"{tl - 32}"))
-                    break
+                if not keep[a]:
+                    foreign[lt_of[a]] = foreign.get(lt_of[a], 0) + 1
+                    o = nxt
+                    continue
                 if d > limit:
                     skipped += 1
                     o = nxt
@@ -620,6 +789,8 @@ class PcapReader:
                                  | w[:m, 4].astype(np.uint64))
                         pieces.append((np.arange(o + 28, o + 28 + m * tl, tl, dtype=np.int64),
                                        np.full(m, d, dtype=np.int64), ifaces[a].to_ns_np(units)))
+                        if want_lt:
+                            lts.extend([lt_of[a]] * m)
                         o += m * tl
                         k += m
                         chunk = _CHUNK if m == room or m >= 256 else min(chunk * 2, 1 << 16)
@@ -631,22 +802,28 @@ class PcapReader:
                 units = (b << 32) | c
                 mul = muls[a]
                 tap(units * mul if mul else ifaces[a].to_ns(units))
+                if want_lt:
+                    lap(lt_of[a])
                 k += 1
                 o = nxt
                 continue
             if bt == _SPB:
-                if tl < 16:
-                    self._damage(PcapCorrupt(path, o, f"simple packet block at offset {o} is "
-                                             f"too short ({tl} bytes)"))
-                    break
-                if not ifaces:
-                    self._damage(PcapCorrupt(path, o, f"simple packet block at offset {o} "
-                                             f"but the section has no interface"))
+                bad = (f"is too short ({tl} bytes)" if tl < 16 else
+                       "but the section has no interface" if not ifaces else None)
+                if bad is not None:
+                    if self._bad_block(PcapCorrupt(path, o + at, f"simple packet block at "
+                                                   f"offset {o + at} {bad}")):
+                        o = nxt
+                        continue
                     break
                 cap = min(a, tl - 16)
                 snap = ifaces[0].snaplen
                 if snap and cap > snap:
                     cap = snap
+                if not keep[0]:
+                    foreign[lt_of[0]] = foreign.get(lt_of[0], 0) + 1
+                    o = nxt
+                    continue
                 if cap > limit:
                     skipped += 1
                     o = nxt
@@ -656,16 +833,19 @@ class PcapReader:
                 dap(o + 12)
                 cap_ap(cap)
                 tap(0)
+                if want_lt:
+                    lap(lt_of[0])
                 k += 1
             elif bt == _IDB:
                 if tl < 20:
-                    self._damage(PcapCorrupt(path, o, f"interface description block at offset "
-                                             f"{o} is too short ({tl} bytes)"))
+                    self._damage(PcapCorrupt(path, o + at, f"interface description block "
+                                             f"at offset {o + at} is too short ({tl} bytes)"))
                     break
                 self._interface(o, tl)
             o = nxt
         self._pos = o
         self.skipped_oversize += skipped
+        self._batch_lt = lts if want_lt else None
         if doffs or not pieces:
             pieces.append((np.array(doffs, dtype=np.int64), np.array(caps, dtype=np.int64),
                            _ts_array(tss)))
@@ -675,30 +855,50 @@ class PcapReader:
                 np.concatenate([p[2] for p in pieces]))
 
     # -- reading -------------------------------------------------------------------------
-    def _next(self, n: int, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The next batch as (data offsets, captured lengths, timestamps)."""
+    def _scan(self, n: int, limit: int,
+              want_lt: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One batch from the buffered bytes (pcapng: link types in ``_batch_lt``)."""
+        if self.format == "pcap":
+            offs = self._scan_pcap(n, limit)
+            self._batch_lt = None
+            return self._decode_pcap(offs) if offs.size else (_EMPTY_I64, _EMPTY_I64, _EMPTY_U64)
+        return self._scan_ng(n, limit, want_lt)
+
+    def _next(self, n: int, limit: int,
+              want_lt: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The next batch as (data offsets, captured lengths, timestamps); from a stream,
+        waits until at least one packet (or the end) has arrived."""
         self._pending()
         if self._done or n <= 0:
             return _EMPTY_I64, _EMPTY_I64, _EMPTY_U64
-        if self.format == "pcap":
-            offs = self._scan_pcap(n, limit)
-            batch = self._decode_pcap(offs) if offs.size else (_EMPTY_I64, _EMPTY_I64, _EMPTY_U64)
-        else:
-            batch = self._scan_ng(n, limit)
+        while True:
+            if self._need:
+                self._need = False
+                self._read_more()
+            batch = self._scan(n, limit, want_lt)
+            if batch[0].size or self._done or not self._need:
+                break
         self.packets_read += batch[0].size
         return batch
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
         """Yield ``(timestamp_ns, data)`` for each remaining packet (Python objects)."""
-        buf = self._map
+        for ts, data, _lt in self.records():
+            yield ts, data
+
+    def records(self) -> Iterator[tuple[int, bytes, int]]:
+        """Yield ``(timestamp_ns, data, linktype)`` for each remaining packet: a pcapng
+        file's interfaces may have different link types."""
         while True:
-            doff, cap, ts = self._next(1024, 1 << 62)
+            doff, cap, ts = self._next(1024, 1 << 62, True)
             if not doff.size:
                 if self.strict and self.error is not None and not self._raised:
                     continue  # raise it
                 return
-            for o, c, t in zip(doff.tolist(), cap.tolist(), ts.tolist()):
-                yield t, buf[o:o + c]
+            buf = self._map
+            lts = [self.linktype] * doff.size if self._batch_lt is None else self._batch_lt
+            for o, c, t, lt in zip(doff.tolist(), cap.tolist(), ts.tolist(), lts):
+                yield t, buf[o:o + c], lt
 
     def read_into(self, pool: Mempool, max_packets: int) -> np.ndarray:
         """Read up to ``max_packets`` packets into new buffers of ``pool``; returns their
@@ -750,6 +950,11 @@ class PcapReader:
             pbuf[d:d + c] = mv[o:o + c]
 
     @property
+    def is_stream(self) -> bool:
+        """True when reading a stream (pipe, FIFO, device) rather than a mapped file."""
+        return self._fd >= 0
+
+    @property
     def at_end(self) -> bool:
         """True once no further read can return a packet (end of file or damage; with
         ``strict=True``, damage counts only after it was raised)."""
@@ -760,6 +965,9 @@ class PcapReader:
         and found again.  ``packets_read`` and ``skipped_oversize`` keep counting."""
         if self._closed:
             raise ValueError(f"{self.path}: rewind of a closed PcapReader")
+        if self._fd >= 0:
+            raise PcapError(f"{self.path}: cannot rewind: reading a stream (pipe, FIFO, "
+                            "device), not a file")
         self._reset()
 
     def close(self) -> None:
@@ -769,6 +977,9 @@ class PcapReader:
         self._closed = True
         self._done = True
         self._hdr_win = _NO_WINDOW
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         try:
             self._mv.release()
             if isinstance(self._map, mmap.mmap):
@@ -796,6 +1007,23 @@ class PcapReader:
 _REC = struct.Struct("<IIII")
 
 
+def _header_difference(have: tuple[int, ...], want: tuple[int, ...]) -> str:
+    """What makes the pcap header ``have`` (magic, major, minor, zone, sigfigs, snaplen,
+    linktype) differ from the one this writer writes (``want``)."""
+    res = {_MAGIC_US: "microsecond", _MAGIC_NS: "nanosecond"}
+    if have[0] != want[0]:
+        if have[0] not in res:
+            return f"not a little-endian pcap file (magic 0x{have[0]:08x})"
+        return (f"the file has {res[have[0]]} timestamps, this writer writes "
+                f"{res[want[0]]} ones")
+    if have[6] != want[6]:
+        return (f"the file has link type {_describe_linktype(have[6])}, this writer writes "
+                f"link type {_describe_linktype(want[6])}")
+    if have[5] != want[5]:
+        return f"the file has snap length {have[5]}, this writer writes {want[5]}"
+    return f"the file's header {have} differs from this writer's {want}"
+
+
 class PcapWriter:
     """Write a classic little-endian pcap file.
 
@@ -804,27 +1032,103 @@ class PcapWriter:
     file on disk is valid whenever no call is in progress (a process killed between calls
     leaves a complete capture).  Packets longer than ``snaplen`` are cut to ``snaplen``
     bytes with their original length recorded.
+
+    ``mode``: ``"w"`` creates or truncates the file, ``"x"`` creates a new one (an existing
+    name is an error), ``"n"`` removes whatever holds the name (an old file, a planted
+    link: unlinked, not followed) and then creates it as ``"x"`` does -- for names nfkit
+    generates in shared directories -- and ``"a"`` continues a pcap file this writer could
+    have written (same byte order, resolution, link type and snap length): its records are
+    counted (``resumed_packets``, ``resumed_octets``) and a partial last record -- a writer
+    killed mid-write -- is cut off (``repaired_bytes``).  No mode follows a symbolic link at
+    ``path`` (in a shared directory a planted link could point anywhere).  Opening failures
+    raise :class:`PcapWriteError`.
+
+    Timestamps taken from the buffers (``pool.timestamp``) later than the format holds
+    (32-bit seconds: 2106) are written as its last nanosecond and counted in
+    ``timestamps_clamped``; explicit ``timestamp_ns`` arguments out of range raise
+    :class:`ValueError`.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, linktype: int = LINKTYPE_ETHERNET,
-                 snaplen: int = 65535, nanosecond: bool = False) -> None:
+                 snaplen: int = 65535, nanosecond: bool = False, mode: str = "w") -> None:
         if not 0 <= linktype <= 0xFFFFFFFF:
             raise ValueError(f"link type {linktype} does not fit 32 bits")
         if not 0 < snaplen <= 0xFFFFFFFF:
             raise ValueError(f"snap length must be 1..2**32-1, got {snaplen}")
+        if mode not in ("w", "x", "n", "a"):
+            raise ValueError(f"mode must be 'w', 'x', 'n' or 'a', got {mode!r}")
         self.path = os.fspath(path)
         self.linktype = linktype
         self.snaplen = snaplen
         self.nanosecond = nanosecond
         self.packets_written = 0
+        self.timestamps_clamped = 0
+        self.resumed_packets = self.resumed_octets = self.repaired_bytes = 0
         self._frac_div = 1 if nanosecond else 1000
-        self._f = open(self.path, "wb", buffering=0)
+        self._f = os.fdopen(self._open(mode), "wb", buffering=0)
+        header = struct.pack("<IHHiIII", _MAGIC_NS if nanosecond else _MAGIC_US, 2, 4, 0, 0,
+                             snaplen, linktype)
         try:
-            self._write(struct.pack("<IHHiIII", _MAGIC_NS if nanosecond else _MAGIC_US,
-                                    2, 4, 0, 0, snaplen, linktype))
+            if mode != "a" or not self._resume(header):
+                self._write(header)
         except BaseException:
             self._f.close()
             raise
+
+    def _open(self, mode: str) -> int:
+        if mode == "n":
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise PcapWriteError(self.path, f"cannot replace it: {e.strerror or e}", e) from e
+        flags = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags |= {"w": os.O_WRONLY | os.O_TRUNC, "x": os.O_WRONLY | os.O_EXCL,
+                  "n": os.O_WRONLY | os.O_EXCL, "a": os.O_RDWR}[mode]
+        try:
+            return os.open(self.path, flags, 0o644)
+        except OSError as e:
+            if os.path.islink(self.path):
+                reason = ("is a symbolic link: nfkit does not follow links for the files it "
+                          "writes (in a shared directory a link could point anywhere)")
+            elif e.errno == errno.EEXIST:
+                reason = "already exists (a new file was asked for)"
+            else:
+                reason = f"cannot open for writing: {e.strerror or e}"
+            raise PcapWriteError(self.path, reason, e) from e
+
+    def _resume(self, header: bytes) -> bool:
+        """Mode ``"a"``: check, count and repair the records already in the file and move
+        to its end; False when the file has no header yet (it is written then)."""
+        fd = self._f.fileno()
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False                     # a pipe or device: nothing to continue
+        size = st.st_size
+        if size < 24:                        # empty, or the header itself cut short
+            os.ftruncate(fd, 0)
+            self.repaired_bytes = size
+            return False
+        have = struct.unpack("<IHHiIII", os.pread(fd, 24, 0))
+        want = struct.unpack("<IHHiIII", header)
+        if have != want:
+            raise PcapWriteError(self.path, "cannot append: " + _header_difference(have, want))
+        with PcapReader(f"/proc/self/fd/{fd}") as r:
+            while True:
+                offs = r._scan_pcap(1 << 16, 1 << 62)
+                if not offs.size:
+                    break
+                self.resumed_packets += offs.size
+                self.resumed_octets += int(r._hdr_win[offs].view(r._u4)[:, 3].sum(dtype=np.int64))
+            end, err = r._pos, r.error
+        if isinstance(err, PcapCorrupt):
+            raise PcapWriteError(self.path, f"cannot append: {err.reason}")
+        if end < size:                       # a record cut short by a killed writer
+            os.ftruncate(fd, end)
+            self.repaired_bytes = size - end
+        self._f.seek(0, os.SEEK_END)
+        return True
 
     def _write(self, data: bytes | memoryview) -> None:
         """One ``write`` (more only if the OS takes part of it)."""
@@ -896,6 +1200,10 @@ class PcapWriter:
             zero = ts == 0
             if zero.any():
                 ts[zero] = time.time_ns()
+            late = ts > _U64(_MAX_PCAP_NS)
+            if late.any():           # read from a capture (or a driver) beyond 2106
+                ts[late] = _MAX_PCAP_NS
+                self.timestamps_clamped += int(late.sum())
             return ts
         if isinstance(given, (int, np.integer)):
             self._split(int(given))
@@ -997,3 +1305,4 @@ class PcapWriter:
     def __repr__(self) -> str:
         return (f"PcapWriter({self.path!r}, linktype={self.linktype}, "
                 f"{'ns' if self.nanosecond else 'us'}, packets_written={self.packets_written})")
+

@@ -9,8 +9,11 @@ transmission to two files::
     port-<port>-core<core>-tx.pcap
 
 in ``pcap_dump_dir`` (default: the working directory, as capsule; a relative directory is
-taken from the config file's directory).  The files are created
-(truncated) when the queue is opened and are complete once the runtime has stopped.
+taken from the config file's directory).  The files are created anew when the queue is
+opened -- an old file of that name, or a symbolic link planted there, is removed, never
+written through -- and are complete once the runtime has stopped.  A worker restarted
+after a failure continues its files (repairing a record the killed worker left half
+written) instead of starting them afresh.
 
 How it differs from capsule: capsule opened, appended to and closed the file on every burst
 (a known cost, capsule-0.1.5-behaviour.md section 9); nfkit keeps each file open and
@@ -91,6 +94,12 @@ class BufferedPcapWriter(PcapWriter):
                 super().close()
 
 
+def _open_dump(path: Path, resume: bool) -> BufferedPcapWriter:
+    """A dump file: continued (a restarted worker), else created anew -- the name is ours,
+    so whatever holds it is removed first (a planted link unlinked, not followed)."""
+    return BufferedPcapWriter(path, mode="a" if resume else "n")
+
+
 def dump_file_names(port: str, core: int) -> tuple[str, str]:
     """The rx and tx capture file names of ``port``'s queue on ``core`` (capsule's names)."""
     return f"port-{port}-core{core}-rx.pcap", f"port-{port}-core{core}-tx.pcap"
@@ -100,12 +109,16 @@ class QueueDump:
     """Captures one queue: wraps its receive/transmit methods (instance attributes, so
     queues that are not captured pay nothing) and writes to two buffered pcap files."""
 
-    def __init__(self, q: "PortQueue", directory: Path) -> None:
+    def __init__(self, q: "PortQueue", directory: Path, resume: bool = False) -> None:
         rx_name, tx_name = dump_file_names(q.port.name, q.core)
         directory.mkdir(parents=True, exist_ok=True)
         self.queue = q
-        self.rx = BufferedPcapWriter(directory / rx_name)
-        self.tx = BufferedPcapWriter(directory / tx_name)
+        self.rx = _open_dump(directory / rx_name, resume)
+        try:
+            self.tx = _open_dump(directory / tx_name, resume)
+        except BaseException:
+            self.rx.close()
+            raise
         self._wrap()
 
     def _wrap(self) -> None:
@@ -150,15 +163,20 @@ class QueueDump:
 
 
 def attach_dumps(ports: "dict[str, Port]", directory: str | os.PathLike[str] | None,
-                 base_dir: Path | None = None) -> list[QueueDump]:
+                 base_dir: Path | None = None, resume: bool = False) -> list[QueueDump]:
     """Capture every queue of ``ports`` (the queues this process serves) into ``directory``
     (None: the working directory, as capsule; relative: from ``base_dir``, the config
-    file's directory, like the file names in port arguments)."""
+    file's directory, like the file names in port arguments).  ``resume``: continue the
+    files (a restarted worker)."""
     d = Path.cwd() if directory is None else (base_dir or Path.cwd()) / directory
-    dumps = []
+    dumps: list[QueueDump] = []
     for p in ports.values():
         for q in p.queues.values():
-            dumps.append(QueueDump(q, d))
+            try:
+                dumps.append(QueueDump(q, d, resume))
+            except BaseException:
+                close_dumps(dumps)
+                raise
             rx_name, tx_name = dump_file_names(p.name, q.core)
             log.info("pcap dump: port %s core %d -> %s, %s", p.name, q.core, d / rx_name,
                      d / tx_name)

@@ -66,6 +66,10 @@ class PortQueue:
     and counted in ``tx_dropped`` -- never lost silently.
     """
 
+    #: (packets, octets) the queue's output already held when a restarted worker reopened
+    #: it (a driver that continues an output file sets it; see :mod:`nfkit.multicore`)
+    resumed: tuple[int, int] = (0, 0)
+
     def __init__(self, port: "Port", core: int, index: int) -> None:
         self.port = port
         self.core = core
@@ -195,6 +199,9 @@ class Port:
     kni: "Kni | None" = None
     #: the device's own counters (DPDK ports: ``rte_eth_stats``), see :meth:`hw_counters`
     hw_stats: "Callable[[], dict[str, int]] | None" = None
+    #: the queues are reopened by a restarted worker: drivers continue their output files
+    #: instead of starting them afresh (see :mod:`nfkit.multicore`)
+    resume: bool = False
 
     def hw_counters(self) -> dict[str, int]:
         """The device's hardware counters (``ipackets``, ``opackets``, ``ibytes``, ``obytes``,
@@ -337,13 +344,14 @@ def _load_builtin_drivers() -> None:
 
 def open_port(cfg: "PortConfig", pool: Mempool, batch_size: int, index: int = 0,
               base_dir: Path | None = None, cores: "frozenset[int] | None" = None,
-              backend: str = "auto") -> Port:
+              backend: str = "auto", resume: bool = False) -> Port:
     """Open the port a ``[[ports]]`` entry describes, with the driver ``backend`` picks
     (the config's ``backend``: ``"auto"``, ``"dpdk"`` or ``"native"``, see :func:`_candidates`).
 
     ``cores``: open only the queues of these cores (a worker process opens its own; the
     others are opened by their own processes).  Drivers skip the other cores through
     :meth:`Port.serves`; queues a driver opened anyway are closed again here.
+    ``resume``: a restarted worker reopens its queues (:attr:`Port.resume`).
     """
     from ..config import parse_device_args
     _load_builtin_drivers()
@@ -354,6 +362,7 @@ def open_port(cfg: "PortConfig", pool: Mempool, batch_size: int, index: int = 0,
                         mac_addr=MacAddr(bytes([0x02, 0, 0, 0, 0, (index + 1) & 0xFF])),
                         base_dir=base_dir)
             port.only_cores = cores
+            port.resume = resume
             opener(cfg, port, parse_device_args(cfg.args))
             foreign = [c for c in port.queues if not port.serves(c)]
             if foreign:

@@ -15,8 +15,22 @@ Device arguments:
 
 Relative file names are taken from the directory of the config file (DPDK takes them from
 the working directory; a config that worked there still works when run from its folder).
-A damaged record ends that file: every packet before it is delivered, the damage is logged
-with its offset and counted in ``rx_errors``.  Output files are complete after ``close()``.
+
+Inputs are checked when the port opens: a missing file, a directory, a device or FIFO, a
+file that is not a capture, cannot be read or holds another link type than Ethernet (the
+frames this port carries) is a :class:`PortError` naming the file and what is wrong.  A
+damaged record found later ends that file: every packet before it is delivered, the damage
+is logged with its offset and counted in ``rx_errors`` (a damaged pcapng packet block with
+intact framing is skipped the same way, and reading goes on); packets of a later pcapng
+interface of another link type, or longer than a buffer, are logged and counted in
+``rx_dropped`` (the former also as an ``rx_error``: the port refused part of its input).
+
+Output files are complete after ``close()``; they are never followed through a symbolic
+link.  A queue reopened by a restarted worker (``Port.resume``) appends to its ``tx_pcap``
+file -- repairing a record the killed worker left half written -- instead of truncating
+it, and reports what the file already held (``PcapQueue.resumed``) so the run's counters
+can match the file.  Packets whose timestamps the pcap format cannot hold (past 2106) are
+written with its last second, counted and logged.
 """
 
 from __future__ import annotations
@@ -24,11 +38,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..buffers import Mbuf
-from ..pcap import PcapFormatError, PcapReader, PcapWriter
+from ..linktype import ETHERNET, describe
+from ..pcap import PcapError, PcapFormatError, PcapReader, PcapWriteError, PcapWriter
 from .base import Port, PortError, PortQueue, not_applicable, register_driver
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,6 +56,10 @@ log = logging.getLogger("nfkit.ports.pcap")
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+#: damaged records logged per file (all are counted)
+_LOGGED_DAMAGE = 10
+_KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"),
+          (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
 
 
 class PcapQueue(PortQueue):
@@ -58,43 +78,74 @@ class PcapQueue(PortQueue):
         self.rx_sock = rx_sock
         self._file_index = 0
         self._pass = 1
+        self._pass_packets = 0
         self._reader: PcapReader | None = None
         self._done = not rx_files
         self.is_file_source = bool(rx_files)
+        #: (packets, octets) the tx file already held when a restarted worker reopened it
+        self.resumed = (writer.resumed_packets, writer.resumed_octets) if writer else (0, 0)
 
     # -- receive ----------------------------------------------------------------------
     def _open_next(self) -> bool:
+        failures = 0
         while not self._done:
             if self._file_index >= len(self.rx_files):
                 if self.loops and self._pass >= self.loops:
                     self._done = True
                     return False
+                if not self._pass_packets:
+                    # A replay whose files hold no packets would spin here forever.
+                    log.warning("port %s: the rx files gave no packets in a whole pass; "
+                                "replay stops", self.port.name)
+                    self._done = True
+                    return False
                 self._pass += 1
+                self._pass_packets = 0
                 self._file_index = 0
             path = self.rx_files[self._file_index]
             self._file_index += 1
             try:
-                self._reader = PcapReader(path)
+                self._reader = PcapReader(path, linktype=ETHERNET)
                 return True
-            except PcapFormatError as exc:
+            except PcapFormatError as exc:     # it was fine when the port opened
                 log.error("port %s: %s", self.port.name, exc)
                 self.counters.rx_errors += 1
-                if len(self.rx_files) == 1 and self._pass > 1:
+                failures += 1
+                if failures >= len(self.rx_files):   # every file failed in a row: stop
                     self._done = True
         return False
 
     def _finish_reader(self) -> None:
+        """Count (and, on the first pass of a replay, log) what the file did not deliver."""
         r = self._reader
         if r is None:
             return
-        if r.error is not None:
-            log.warning("port %s: %s: %s; %d packets before it were received", self.port.name,
-                        r.path, r.error, r.packets_read)
-            self.counters.rx_errors += 1
+        name, c = self.port.name, self.counters
+        say = self._pass == 1            # a replay repeats the same damage every pass
+        self._pass_packets += r.packets_read
+        errors = r.skipped_corrupt + (r.fatal is not None)
+        for err in r.damage[:_LOGGED_DAMAGE] if say else ():
+            if err is r.fatal:
+                log.warning("port %s: %s; %d packets before it were received", name, err,
+                            r.packets_read)
+            else:
+                log.warning("port %s: %s; skipped", name, err)
+        if say and errors > _LOGGED_DAMAGE:
+            log.warning("port %s: %s: %d more damaged records", name, r.path,
+                        errors - _LOGGED_DAMAGE)
+        c.rx_errors += errors
+        for lt, n in sorted(r.skipped_linktype.items()):
+            if say:
+                log.error("port %s: %s: %d packets of link type %s dropped: this port "
+                          "carries link type %s frames", name, r.path, n, describe(lt),
+                          describe(ETHERNET))
+            c.rx_dropped += n
+            c.rx_errors += 1
         if r.skipped_oversize:
-            log.warning("port %s: %s: %d packets longer than the %d-byte buffers were dropped",
-                        self.port.name, r.path, r.skipped_oversize, self.pool.buf_size)
-            self.counters.rx_dropped += r.skipped_oversize
+            if say:
+                log.warning("port %s: %s: %d packets longer than the %d-byte buffers were "
+                            "dropped", name, r.path, r.skipped_oversize, self.pool.buf_size)
+            c.rx_dropped += r.skipped_oversize
         r.close()
         self._reader = None
 
@@ -165,8 +216,13 @@ class PcapQueue(PortQueue):
         self._done = True
         for s in {id(s): s for s in (self.tx_sock, self.rx_sock) if s is not None}.values():
             s.close()
-        if self.writer is not None:
-            self.writer.close()
+        w = self.writer
+        if w is not None:
+            w.close()
+            if w.timestamps_clamped:
+                log.warning("port %s: %s: %d packets had timestamps later than 2106, more "
+                            "than a pcap file holds: written with its last second",
+                            self.port.name, w.path, w.timestamps_clamped)
 
 
 def _raw_socket(cfg: "PortConfig", iface: str, receive: bool) -> socket.socket:
@@ -187,6 +243,51 @@ def _queue_file(path: Path, index: int, n: int) -> Path:
     return path if n == 1 else path.with_name(f"{path.stem}-q{index}{path.suffix}")
 
 
+def _input_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be replayed (None: it can): checked when the port opens, so that
+    a run never "drains" an input it could not read."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return " does not exist"
+    except OSError as exc:
+        return f": cannot be examined: {exc.strerror or exc}"
+    for test, kind in _KINDS:
+        if test(mode):
+            return (" is a directory" if kind == "directory" else
+                    f" is a {kind}, not a capture file (net_pcap replays files; "
+                    "`nfkit dump` reads streams)")
+    try:
+        PcapReader(path, linktype=ETHERNET).close()
+    except PcapFormatError as exc:
+        return f": {exc.reason}"
+    return None
+
+
+def _writer(cfg: "PortConfig", path: Path, generated: bool, resume: bool) -> PcapWriter:
+    """The tx file of a queue: new, or (a restarted worker) continued -- or, when it cannot
+    be continued, a new file beside it, said in the log.  A name the config gives is
+    opened in place (it may be a FIFO or a device), never through a link; a per-queue
+    name nfkit made up is replaced whatever holds it."""
+    if not resume:
+        return PcapWriter(path, mode="n" if generated else "w")
+    try:
+        w = PcapWriter(path, mode="a")
+    except PcapWriteError as exc:
+        if exc.os_error is not None:
+            raise
+        for n in range(1, 1000):
+            other = path.with_name(f"{path.stem}.{n}{path.suffix}")
+            if not os.path.lexists(other):
+                log.warning("port %s: %s; writing %s instead", cfg.name, exc, other)
+                return PcapWriter(other, mode="x")
+        raise
+    log.info("port %s: %s continued after a restart (%d packets there%s)", cfg.name, path,
+             w.resumed_packets, f", a cut-short last record of {w.repaired_bytes} bytes "
+             "removed" if w.repaired_bytes else "")
+    return w
+
+
 def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
     known = {"rx_pcap", "tx_pcap", "rx_iface", "tx_iface", "iface", "infinite_rx", "loop"}
     unknown = sorted({k for k, _ in args} - known)
@@ -201,8 +302,9 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
         raise PortError(f"port {cfg.name} ({cfg.device}): tx_pcap given {len(txs)} times; "
                         "give it once (queues write one file each)")
     for f in rx:
-        if not f.is_file():
-            raise PortError(f"port {cfg.name} ({cfg.device}): rx_pcap file {f} does not exist")
+        problem = _input_problem(f)
+        if problem is not None:
+            raise PortError(f"port {cfg.name} ({cfg.device}): rx_pcap file {f}{problem}")
     loops = 1
     if opts.get("infinite_rx") in ("1", "true", "yes"):
         loops = 0
@@ -225,7 +327,7 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
         for i, core in enumerate(cfg.cores):
             if not port.serves(core):   # another process opens this core's queue
                 continue
-            writer = PcapWriter(_queue_file(txs[0], i, n)) if txs else None
+            writer = _writer(cfg, _queue_file(txs[0], i, n), n > 1, port.resume) if txs else None
             rx_sock = _raw_socket(cfg, rx_if, True) if rx_if and i == 0 else None
             if tx_if and tx_if == rx_if and rx_sock is not None:
                 tx_sock = rx_sock      # one socket: it does not receive what it sends
@@ -233,7 +335,7 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
                 tx_sock = _raw_socket(cfg, tx_if, False) if tx_if else None
             port.queues[core] = PcapQueue(port, core, i, rx[i::n] if rx else [], loops, writer,
                                           tx_sock, rx_sock)
-    except (OSError, PcapFormatError) as exc:
+    except (OSError, PcapError) as exc:
         for q in port.queues.values():
             q.close()
         raise PortError(f"port {cfg.name} ({cfg.device}): {exc}") from None
