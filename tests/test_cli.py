@@ -22,6 +22,7 @@ import nfkit
 from nfkit import Mbuf
 from nfkit.packets import Ethernet, Ipv4, Ipv6, Tcp, Udp
 from nfkit.pcap import PcapWriter
+from nfkit.testing import skips
 from nfkit.testing.skips import need
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -561,13 +562,7 @@ def test_dump_decodes_link_types(tmp_path: Path, linktype: int) -> None:
 
 
 def _tcpdump_exe() -> str:
-    exe = shutil.which("tcpdump") or next(
-        (p for p in ("/usr/sbin/tcpdump", "/usr/bin/tcpdump") if os.access(p, os.X_OK)), None)
-    if exe is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("tcpdump is not installed but CI=true: the CI script must install it")
-        pytest.skip("tcpdump is not installed (apt-get install tcpdump); required when CI=true")
-    return exe
+    return skips.need_tool("tcpdump")
 
 
 def _mixed_frames() -> list[bytes]:
@@ -726,10 +721,8 @@ def test_run_fifo_input_is_refused_saying_why(tmp_path: Path) -> None:
 def test_run_unreadable_input_is_an_error(tmp_path: Path) -> None:
     """As an unprivileged user (root reads anything): a file without read permission."""
     import tempfile
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("this test needs root and setpriv under CI=true")
-        pytest.skip("needs root (to switch to nobody) and setpriv")
+    skips.need_root("needs root, to switch to nobody")
+    skips.need_tool("setpriv", "apt-get install util-linux")
     work = Path(tempfile.mkdtemp(prefix="nfkit-unreadable-"))
     try:
         work.chmod(0o777)

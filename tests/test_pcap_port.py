@@ -24,6 +24,7 @@ from nfkit.multicore import available_cpus
 from nfkit.packets import Ethernet, Ipv4, Udp
 from nfkit.pcap import PcapReader, PcapWriter
 from nfkit.runtime import Runtime
+from nfkit.testing import skips
 
 
 def cfg(text: str, base: Path) -> RuntimeConfig:
@@ -55,10 +56,7 @@ def records(path: Path) -> int:
 
 
 def _need_two_cpus() -> None:
-    if not {0, 1} <= available_cpus():
-        if os.environ.get("CI") == "true":
-            pytest.fail("the restart test needs CPUs 0 and 1 (CI must provide them)")
-        pytest.skip("the restart test needs CPUs 0 and 1")
+    skips.need({0, 1} <= available_cpus(), "the restart test needs CPUs 0 and 1")
 
 
 def test_restart_continues_tx_pcap_and_totals_match_the_files(tmp_path: Path) -> None:
