@@ -260,8 +260,10 @@ def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
             match = compile_filter(expr)
         pool = Mempool(capacity=2, buf_size=_DUMP_BUF, headroom=64, name="dump")
         shown = n = noted = 0
+        counted = True      # n is the file's whole count (not when -c stopped a stream)
         with PcapReader("/dev/stdin" if file == "-" else file) as reader:
-            for ts, data, linktype in reader.records():
+            records = reader.records()
+            for ts, data, linktype in records:
                 n += 1
                 layers, text = _describe_record(pool, data, linktype)
                 if match is None or match.match_layers(layers, len(data)):
@@ -275,6 +277,11 @@ def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
                         click.echo(f"warning: {err}; skipped", err=True)
                 noted = len(reader.damage)
                 if count is not None and shown >= count:
+                    # a file: count the rest, undecoded ("2 of 9"); a stream may not end
+                    if reader.is_stream:
+                        counted = False
+                    else:
+                        n += sum(1 for _ in records)
                     break
                 if reader.is_stream:
                     sys.stdout.flush()                # a stream: each packet as it comes
@@ -284,7 +291,8 @@ def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
             if reader.fatal is not None:
                 click.echo(f"warning: {reader.fatal} (after {reader.packets_read} packets)",
                            err=True)
-        click.echo(f"{shown} of {n} packets shown", err=True)
+        click.echo(f"{shown} of {n} packets shown" if counted
+                   else f"the first {shown} packets shown (-c {count})", err=True)
     except NfkitError as exc:
         raise click.ClickException(str(exc)) from exc
     except BrokenPipeError:  # `nfkit dump x.pcap | head`
