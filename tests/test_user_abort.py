@@ -130,8 +130,8 @@ def work(tmp_path: Path, pool: Mempool) -> Path:
 
 
 def nfkit_run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nfkit.cli", "run", "app.py", "--no-status", *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "nfkit.cli", "run", "app.py", "--no-status",
+                           *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def test_run_logs_location_and_warns_when_most_packets_aborted(work: Path) -> None:

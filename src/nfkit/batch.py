@@ -111,7 +111,8 @@ class RateLimitedLog:
 
 
 _NFKIT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_LIB_DIRS = tuple({os.path.join(sysconfig.get_paths()[k], "") for k in ("stdlib", "purelib", "platlib")})
+_LIB_DIRS = tuple({os.path.join(sysconfig.get_paths()[k], "")
+                   for k in ("stdlib", "purelib", "platlib")})
 _OWNER: dict[str, int] = {}       # file name -> 0 nfkit (or generated), 1 a library, 2 the user's
 
 

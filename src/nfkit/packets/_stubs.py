@@ -23,8 +23,9 @@ from .base import Packet
 __all__ = ["render", "module_paths", "main"]
 
 HERE = Path(__file__).resolve().parent
-IMPORT = "from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)"
-BEGIN = "# -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs"
+IMPORT = ("from . import _fieldtypes as _ft  "
+          "# typed field accessors (python -m nfkit.packets._stubs)")
+BEGIN = "# -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs"
 END = "# -- end of generated accessors"
 
 

@@ -53,7 +53,7 @@ class Arp(Packet):
         Mac("target_hw_addr", 18),
         Ip4("target_ip", 24),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         hardware_type = _ft.Int()
         protocol_type = _ft.Int()

@@ -32,7 +32,7 @@ class VlanTag(Packet):
         Flag("dei", 2, 2, 0x1000, doc="drop eligible indicator"),
         Bits("vid", 2, 2, 0x0FFF, doc="VLAN identifier"),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         tpid = _ft.Int()
         pcp = _ft.Int()
@@ -64,7 +64,7 @@ class Ethernet(Packet):
         U16("ether_type", 12, enum=EtherType, derived=True,
             doc="EtherType of the payload (after any VLAN tags)"),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         dst = _ft.Mac()
         src = _ft.Mac()

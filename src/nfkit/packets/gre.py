@@ -45,7 +45,7 @@ class Gre(Packet):
         U16("protocol_type", 2, enum=EtherType, fmt="hex", derived=True, structural=True,
             doc="EtherType of the payload (keys the payload: structural refreshes it)"),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         reserved0 = _ft.Int()
         version = _ft.Int()

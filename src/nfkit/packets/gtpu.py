@@ -66,7 +66,7 @@ class GtpU(Packet):
         U8("npdu_number", 10),
         U8("next_ext_type", 11, derived=True),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         version = _ft.Int()
         protocol_type = _ft.Flag()

@@ -314,7 +314,7 @@ class Icmpv4(IcmpMessage):
         U8("code", 1),
         U16("checksum", 2, fmt="hex", derived=True),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         msg_type = _ft.Int()
         code = _ft.Int()
@@ -332,7 +332,7 @@ class EchoRequest(EchoMixin, Icmpv4):
     MSG_TYPE = Icmpv4Type.ECHO_REQUEST
     SIZE = 8
     FIELDS = ECHO_FIELDS
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         identifier = _ft.Int()
         seq_no = _ft.Int()
@@ -346,7 +346,7 @@ class EchoReply(EchoMixin, Icmpv4):
     MSG_TYPE = Icmpv4Type.ECHO_REPLY
     SIZE = 8
     FIELDS = ECHO_FIELDS
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         identifier = _ft.Int()
         seq_no = _ft.Int()
@@ -365,7 +365,7 @@ class DestinationUnreachable(DataMixin, Icmpv4):
         U16("unused", 4, gen=0),
         U16("next_hop_mtu", 6),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         unused = _ft.Int()
         next_hop_mtu = _ft.Int()
@@ -390,7 +390,7 @@ class TimeExceeded(DataMixin, Icmpv4):
     SIZE = 8
     TRIM_TO = ICMPV4_ERROR_MAX_LEN
     FIELDS = (U32("unused", 4, gen=0),)
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         unused = _ft.Int()
     # -- end of generated accessors
@@ -409,7 +409,7 @@ class Redirect(DataMixin, Icmpv4):
     SIZE = 8
     TRIM_TO = ICMPV4_ERROR_MAX_LEN
     FIELDS = (Ip4("gateway", 4),)
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         gateway = _ft.Ip4()
     # -- end of generated accessors
@@ -432,7 +432,7 @@ class ParameterProblem(DataMixin, Icmpv4):
         U8("pointer", 4),
         U24("unused", 5, gen=0),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         pointer = _ft.Int()
         unused = _ft.Int()

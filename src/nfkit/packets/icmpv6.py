@@ -71,7 +71,7 @@ class Icmpv6(IcmpMessage):
         U8("code", 1),
         U16("checksum", 2, fmt="hex", derived=True),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         msg_type = _ft.Int()
         code = _ft.Int()
@@ -92,7 +92,7 @@ class EchoRequest(EchoMixin, Icmpv6):
     MSG_TYPE = Icmpv6Type.ECHO_REQUEST
     SIZE = 8
     FIELDS = ECHO_FIELDS
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         identifier = _ft.Int()
         seq_no = _ft.Int()
@@ -106,7 +106,7 @@ class EchoReply(EchoMixin, Icmpv6):
     MSG_TYPE = Icmpv6Type.ECHO_REPLY
     SIZE = 8
     FIELDS = ECHO_FIELDS
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         identifier = _ft.Int()
         seq_no = _ft.Int()
@@ -122,7 +122,7 @@ class DestinationUnreachable(DataMixin, Icmpv6):
     SIZE = 8
     TRIM_TO = IPV6_MIN_MTU
     FIELDS = (U32("unused", 4, gen=0),)
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         unused = _ft.Int()
     # -- end of generated accessors
@@ -142,7 +142,7 @@ class PacketTooBig(DataMixin, Icmpv6):
     SIZE = 8
     TRIM_TO = IPV6_MIN_MTU
     FIELDS = (U32("mtu", 4, default=IPV6_MIN_MTU),)
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         mtu = _ft.Int()
     # -- end of generated accessors
@@ -160,7 +160,7 @@ class TimeExceeded(DataMixin, Icmpv6):
     SIZE = 8
     TRIM_TO = IPV6_MIN_MTU
     FIELDS = (U32("unused", 4, gen=0),)
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         unused = _ft.Int()
     # -- end of generated accessors
@@ -179,7 +179,7 @@ class ParameterProblem(DataMixin, Icmpv6):
     SIZE = 8
     TRIM_TO = IPV6_MIN_MTU
     FIELDS = (U32("pointer", 4),)
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         pointer = _ft.Int()
     # -- end of generated accessors

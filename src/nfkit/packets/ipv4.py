@@ -54,7 +54,7 @@ class Ipv4(IpCarrier, Packet):
         Ip4("src", 12, pseudo=True),
         Ip4("dst", 16, pseudo=True),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         version = _ft.Int()
         ihl = _ft.Int()

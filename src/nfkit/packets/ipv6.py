@@ -74,7 +74,7 @@ class Ipv6(IpCarrier, Packet):
         Ip6("src", 8, pseudo=True),
         Ip6("dst", 24, pseudo=True),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         version = _ft.Int()
         dscp = _ft.Int()

@@ -105,7 +105,7 @@ class Fragment(_Ipv6Extension, Packet):
         Flag("more_fragments", 2, 2, 0x0001, gen=False),
         U32("identification", 4, fmt="hex"),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         next_header = _ft.Int()
         reserved = _ft.Int()
@@ -154,7 +154,7 @@ class SegmentRouting(_Ipv6Extension, Packet):
         U8("flags", 5, fmt="hex"),
         U16("tag", 6, fmt="hex"),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         next_header = _ft.Int()
         hdr_ext_len = _ft.Int()

@@ -76,7 +76,7 @@ class NdpOption(Packet):
         U8("option_type", 0, enum=NdpOptionType),
         U8("length", 1, derived=True, doc="option length in 8-byte units"),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         option_type = _ft.Int()
         length = _ft.Int()
@@ -189,7 +189,7 @@ class LinkLayerAddress(NdpOption):
     TARGET: ClassVar[int] = NdpOptionType.TARGET_LINK_LAYER_ADDRESS
     OPTION_TYPES = (SOURCE, TARGET)
     FIELDS = (Mac("addr", 2, doc="the link-layer (MAC) address"),)
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         addr = _ft.Mac()
     # -- end of generated accessors
@@ -215,7 +215,7 @@ class PrefixInformation(NdpOption):
         U32("reserved", 12, gen=0),
         Ip6("prefix", 16),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         prefix_length = _ft.Int()
         on_link = _ft.Flag()
@@ -243,7 +243,7 @@ class Mtu(NdpOption):
         U16("reserved", 2, gen=0),
         U32("mtu", 4, default=1500),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         reserved = _ft.Int()
         mtu = _ft.Int()
@@ -262,7 +262,7 @@ class RedirectedHeader(NdpOption):
     SIZE = 8
     OPTION_TYPES = (NdpOptionType.REDIRECTED_HEADER,)
     FIELDS = (Field("reserved", 2, 6, gen=0),)
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         reserved = _ft.Int()
     # -- end of generated accessors
@@ -395,7 +395,7 @@ class RouterSolicitation(NdpMessage, Icmpv6):
     MSG_TYPE = Icmpv6Type.ROUTER_SOLICITATION
     SIZE = 8
     FIELDS = (U32("reserved", 4, gen=0),)
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         reserved = _ft.Int()
     # -- end of generated accessors
@@ -418,7 +418,7 @@ class RouterAdvertisement(NdpMessage, Icmpv6):
         U32("reachable_time", 8, doc="milliseconds"),
         U32("retrans_timer", 12, doc="milliseconds"),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         current_hop_limit = _ft.Int()
         managed_addr_cfg = _ft.Flag()
@@ -444,7 +444,7 @@ class NeighborSolicitation(NdpMessage, Icmpv6):
         U32("reserved", 4, gen=0),
         Ip6("target", 8),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         reserved = _ft.Int()
         target = _ft.Ip6()
@@ -467,7 +467,7 @@ class NeighborAdvertisement(NdpMessage, Icmpv6):
         Bits("reserved", 4, 4, 0x1FFFFFFF, gen=0),
         Ip6("target", 8),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         router = _ft.Flag()
         solicited = _ft.Flag()
@@ -504,7 +504,7 @@ class Redirect(NdpMessage, Icmpv6):
         Ip6("target", 8, doc="the better first hop"),
         Ip6("destination", 24, doc="the destination being redirected"),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         reserved = _ft.Int()
         target = _ft.Ip6()

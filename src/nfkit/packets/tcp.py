@@ -50,7 +50,7 @@ class Tcp(Transport, Packet):
         U16("checksum", 16, fmt="hex", derived=True),
         U16("urgent_pointer", 18),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         src_port = _ft.Int()
         dst_port = _ft.Int()

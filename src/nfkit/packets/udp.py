@@ -31,7 +31,7 @@ class Udp(Transport, Packet):
         U16("length", 4, derived=True, doc="header + payload length in bytes"),
         U16("checksum", 6, fmt="hex", derived=True),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         src_port = _ft.Int()
         dst_port = _ft.Int()

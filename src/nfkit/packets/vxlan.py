@@ -28,7 +28,7 @@ class Vxlan(Packet):
         U24("vni", 4, doc="VXLAN network identifier"),
         U8("reserved2", 7, gen=0),
     )
-    # -- typed accessors for type checkers, generated from FIELDS by python -m nfkit.packets._stubs
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
         flags = _ft.Int()
         vni_valid = _ft.Flag()
