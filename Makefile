@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: all venv test bench demo clean
+.PHONY: all venv test bench demo stubs clean
 
 all: test
 
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py --out docs/benchmarks.md
+
+# The typed accessor blocks of the header classes, regenerated from their FIELDS
+# (tests/test_typing.py fails while they are out of date).
+stubs: $(STAMP)
+	$(PY) -m nfkit.packets._stubs
 
 # The main job on bundled data: ping4d answers the ICMP echo requests of echo.pcap.
 demo: $(STAMP)

@@ -366,8 +366,8 @@ def test_error_unknown_mempool_and_top_level_fields() -> None:
         "app.toml: unknown field 'size' in mempool (known fields: capacity, cache_size)",
         "app.toml: unknown field 'duraton' at the top level (known fields: app_name, "
         "secondary, app_group, master_core, cores, mempool, ports, dpdk_args, duration, "
-        "batch_size, log_level, stop_when_drained, backend, pcap_dump, pcap_dump_dir, metrics, "
-        "workers)",
+        "batch_size, log_level, stop_when_drained, backend, pcap_dump, pcap_dump_dir, "
+        "fail_on_abort, metrics, workers)",
     ]
 
 
@@ -594,6 +594,7 @@ log_level = "info"
 stop_when_drained = false
 backend = "auto"
 pcap_dump = false
+fail_on_abort = false
 
 [mempool]
 capacity = 65535

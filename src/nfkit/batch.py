@@ -33,6 +33,8 @@ burst end up carrying leaves once, the other packet is aborted.  So after every 
 from __future__ import annotations
 
 import logging
+import os
+import sysconfig
 import time
 from enum import IntEnum
 from typing import Any, Callable, Hashable, Iterable, Protocol, Sequence
@@ -91,12 +93,13 @@ class RateLimitedLog:
         self._next: dict[Hashable, float] = {}
         self._suppressed: dict[Hashable, int] = {}
 
-    def __call__(self, key: Hashable, msg: str, *args: Any) -> None:
+    def __call__(self, key: Hashable, msg: str, *args: Any) -> bool:
+        """Log (True) or count as suppressed (False)."""
         now = time.monotonic()
         due = self._next.get(key)
         if due is not None and now < due:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
+            return False
         n = self._suppressed.pop(key, 0)
         if n:
             self.logger.warning(msg + " (and %d more like it in the last %.0fs)", *args, n,
@@ -104,6 +107,41 @@ class RateLimitedLog:
         else:
             self.logger.warning(msg, *args)
         self._next[key] = now + self.interval
+        return True
+
+
+_NFKIT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_LIB_DIRS = tuple({os.path.join(sysconfig.get_paths()[k], "")
+                   for k in ("stdlib", "purelib", "platlib")})
+_OWNER: dict[str, int] = {}       # file name -> 0 nfkit (or generated), 1 a library, 2 the user's
+
+
+def _owner(filename: str) -> int:
+    kind = _OWNER.get(filename)
+    if kind is None:
+        if filename.startswith(_NFKIT_DIR) or filename.startswith("<"):
+            kind = 0                  # "<nfkit field ...>" accessors, "<frozen ...>"
+        else:
+            kind = 1 if filename.startswith(_LIB_DIRS) else 2
+        _OWNER[filename] = kind
+    return kind
+
+
+def user_location(exc: BaseException) -> str | None:
+    """``file:line in function`` of the innermost frame of the user's code in ``exc``'s
+    traceback (not nfkit's, nor the standard library's or an installed package's, unless
+    no other frame is there), or None for an exception nfkit made itself (no traceback)."""
+    best = None
+    tb = exc.__traceback__
+    while tb is not None:
+        kind = _owner(tb.tb_frame.f_code.co_filename)
+        if kind == 2 or (kind == 1 and (best is None or best[0] == 1)):
+            best = (kind, tb)
+        tb = tb.tb_next
+    if best is None:
+        return None
+    tb = best[1]
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}"
 
 
 def _mbuf_of(p: Any) -> Mbuf:
@@ -226,8 +264,18 @@ class _Run:
         self.held: set[tuple[int, int]] | frozenset[tuple[int, int]] = _NOTHING
 
     def _log(self, stage: str, exc: BaseException, msg: str, *args: Any) -> None:
+        """One warning per error kind and place (rate limited), with the user's file:line;
+        the whole traceback at debug level, with each warning logged."""
         pl = self.pipeline
-        pl._log((pl.name, stage, type(exc).__name__), "pipeline %r: " + msg, pl.name, *args)
+        where = user_location(exc)
+        if where is not None:
+            msg += " (at %s)"
+            args += (where,)
+        if (pl._log((pl.name, stage, type(exc).__name__, where), "pipeline %r: " + msg,
+                    pl.name, *args)
+                and exc.__traceback__ is not None and log.isEnabledFor(logging.DEBUG)):
+            log.debug("pipeline %r: %s: the traceback of that %s", pl.name, stage,
+                      type(exc).__name__, exc_info=exc)
 
     def drop(self, p: Any) -> None:
         m = _mbuf_of(p)

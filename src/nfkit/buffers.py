@@ -19,7 +19,7 @@ front uses the headroom (DPDK-style prepend), near its back the tailroom.
 from __future__ import annotations
 
 import mmap
-from typing import TYPE_CHECKING, Iterable, Sequence, TypeVar
+from typing import IO, TYPE_CHECKING, Iterable, Sequence, TypeVar
 
 import numpy as np
 
@@ -547,6 +547,31 @@ class Mbuf:
         layers, _ = dissect(self)
         if layers:
             layers[-1].reconcile_all()
+
+    # -- the REPL: a packet explorer ----------------------------------------------------
+    def summary(self) -> str:
+        """One line, every header nfkit decodes (what ``nfkit dump`` prints)."""
+        from .packets.dissect import summarize
+        return summarize(self)
+
+    def show(self, file: IO[str] | None = None) -> None:
+        """Print every decoded header with each declared field (Scapy's ``show()``); a
+        packet that stops decoding ends with the reason."""
+        from .packets.dissect import dissect
+        from .packets.fields import format_value
+        layers, err = dissect(self)
+        lines = []
+        for p in layers:
+            fields = [f for f in p.ALL_FIELDS if not f.alias]
+            width = max(len(f.name) for f in fields) if fields else 0
+            lines.append(f"###[ {p.NAME} ]###")
+            lines += [f"  {f.name:<{width}} = {format_value(f, getattr(p, f.name))}"
+                      for f in fields]
+        if err is not None:
+            lines.append(f"[{err}]")
+        elif not layers:
+            lines.append(f"{len(self)} bytes")
+        print("\n".join(lines), file=file)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Mbuf) and other.pool is self.pool and other.slot == self.slot

@@ -132,7 +132,9 @@ def main() -> None:
     """nfkit: network functions in Python."""
 
 
-@main.command()
+# Explicit one-line summaries for `nfkit --help`: click cuts a docstring's first sentence to
+# fit 80 columns ("Print FILE (pcap or pcapng; - for stdin, FIFOs as packets arrive)...").
+@main.command(short_help="Run an NF app (a Python file with main(runtime)) on a config.")
 @click.argument("app", type=click.Path(dir_okay=False))
 @click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
               help="runtime config (TOML, capsule's fields)")
@@ -141,9 +143,13 @@ def main() -> None:
 @click.option("--status/--no-status", default=None, help="live packet rates (default: on a terminal)")
 @click.option("--pcap-dump", "pcap_dump", is_flag=True, default=None,
               help="capture every port queue's rx and tx to port-<port>-core<core>-{rx,tx}.pcap")
+@click.option("--fail-on-abort/--no-fail-on-abort", default=None,
+              help="exit 1 when any packet was aborted (for tests and CI; overrides the config's "
+                   "fail_on_abort)")
 def run(app: str, config: str, duration: int | None, log_level: str | None, status: bool | None,
-        pcap_dump: bool | None) -> None:
+        pcap_dump: bool | None, fail_on_abort: bool | None) -> None:
     """Run the NF defined in APP (a Python file with main(runtime)) on CONFIG."""
+    from .config import load_config
     from .errors import NfkitError
     try:
         result = run_app(app, config, duration=duration, log_level=log_level, status=status,
@@ -158,8 +164,28 @@ def run(app: str, config: str, duration: int | None, log_level: str | None, stat
         click.echo(f"  pipeline {name}: received {s['received']} sent {s['act']} emitted {s['emit']} "
                    f"dropped {s['drop']} aborted {s['abort']} replaced {s['replaced']}")
     failed = _input_errors(result, config)
+    aborted = _abort_warnings(result)
+    if fail_on_abort is None:
+        fail_on_abort, why = load_config(config).fail_on_abort, "fail_on_abort"
+    else:
+        why = "--fail-on-abort"
+    if fail_on_abort and aborted:
+        failed.append(f"{aborted} packet(s) aborted ({why}); the log above says where")
     if failed:
         raise click.ClickException("; ".join(failed))
+
+
+def _abort_warnings(result: Any) -> int:
+    """Warn about each pipeline that aborted most of its packets (a stage that raises on
+    every packet looks like a quiet run otherwise); returns how many packets aborted."""
+    total = 0
+    for name, s in result.pipelines.items():
+        total += s["abort"]
+        if s["abort"] * 2 > s["received"]:
+            click.echo(f"warning: pipeline {name} aborted {s['abort']} of {s['received']} "
+                       "packets: the log above names the stage and the file:line that raised "
+                       "(--log-level debug: the tracebacks)", err=True)
+    return total
 
 
 def _input_errors(result: Any, config: str) -> list[str]:
@@ -214,7 +240,7 @@ def _describe_record(pool: Any, data: bytes, linktype: int) -> tuple[list[Any], 
         m.free()
 
 
-@main.command()
+@main.command(short_help="Print a pcap or pcapng file, one decoded packet per line.")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-f", "--filter", "expr", help="only packets matching a tcpdump-like expression, "
                                              "e.g. 'tcp and dst port 80'")
@@ -234,8 +260,10 @@ def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
             match = compile_filter(expr)
         pool = Mempool(capacity=2, buf_size=_DUMP_BUF, headroom=64, name="dump")
         shown = n = noted = 0
+        counted = True      # n is the file's whole count (not when -c stopped a stream)
         with PcapReader("/dev/stdin" if file == "-" else file) as reader:
-            for ts, data, linktype in reader.records():
+            records = reader.records()
+            for ts, data, linktype in records:
                 n += 1
                 layers, text = _describe_record(pool, data, linktype)
                 if match is None or match.match_layers(layers, len(data)):
@@ -249,6 +277,11 @@ def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
                         click.echo(f"warning: {err}; skipped", err=True)
                 noted = len(reader.damage)
                 if count is not None and shown >= count:
+                    # a file: count the rest, undecoded ("2 of 9"); a stream may not end
+                    if reader.is_stream:
+                        counted = False
+                    else:
+                        n += sum(1 for _ in records)
                     break
                 if reader.is_stream:
                     sys.stdout.flush()                # a stream: each packet as it comes
@@ -258,7 +291,8 @@ def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
             if reader.fatal is not None:
                 click.echo(f"warning: {reader.fatal} (after {reader.packets_read} packets)",
                            err=True)
-        click.echo(f"{shown} of {n} packets shown", err=True)
+        click.echo(f"{shown} of {n} packets shown" if counted
+                   else f"the first {shown} packets shown (-c {count})", err=True)
     except NfkitError as exc:
         raise click.ClickException(str(exc)) from exc
     except BrokenPipeError:  # `nfkit dump x.pcap | head`

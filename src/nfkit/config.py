@@ -443,6 +443,9 @@ class RuntimeConfig(_Strict):
         nfkit: write every port queue's received and transmitted packets to
         ``port-<port>-core<core>-rx.pcap`` / ``-tx.pcap`` (capsule's pcap-dump feature),
         in ``pcap_dump_dir`` (default: the working directory, as capsule).
+    ``fail_on_abort``
+        nfkit: ``nfkit run`` exits non-zero when any packet was aborted (for tests and CI;
+        also ``nfkit run --fail-on-abort``).
     ``metrics``
         nfkit: :class:`MetricsConfig` (``[metrics] listen = "127.0.0.1:9100"``).
     ``workers``
@@ -480,6 +483,7 @@ class RuntimeConfig(_Strict):
     backend: Backend = "auto"
     pcap_dump: bool = False
     pcap_dump_dir: Annotated[str, Field(min_length=1)] | None = None
+    fail_on_abort: bool = False
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
 
@@ -752,6 +756,7 @@ _EXPECTED: dict[tuple[str, ...], str] = {
     ("backend",): 'one of "auto", "dpdk", "native"',
     ("pcap_dump",): "a boolean",
     ("pcap_dump_dir",): "a non-empty string (a directory)",
+    ("fail_on_abort",): "a boolean",
     ("metrics",): "a table",
     ("metrics", "interval"): "a number of seconds (> 0, at most 60)",
     ("metrics", "listen"): 'a string "host:port"',

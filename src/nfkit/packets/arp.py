@@ -9,6 +9,7 @@ from ..errors import MalformedError
 from .base import Packet
 from .constants import EtherType
 from .fields import Ip4, Mac, U8, U16
+from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["Arp", "ArpOp"]
 
@@ -52,6 +53,18 @@ class Arp(Packet):
         Mac("target_hw_addr", 18),
         Ip4("target_ip", 24),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        hardware_type = _ft.Int()
+        protocol_type = _ft.Int()
+        hardware_addr_len = _ft.Int()
+        protocol_addr_len = _ft.Int()
+        operation = _ft.Int()
+        sender_hw_addr = _ft.Mac()
+        sender_ip = _ft.Ip4()
+        target_hw_addr = _ft.Mac()
+        target_ip = _ft.Ip4()
+    # -- end of generated accessors
 
     def _validate(self, avail: int) -> None:
         b = self._buf

@@ -8,6 +8,7 @@ from ..errors import FieldValueError, MalformedError, TruncatedError
 from .base import KEY_ETHERTYPE, Packet
 from .constants import EtherType
 from .fields import Bits, Flag, Mac, U16
+from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["Ethernet", "VlanTag", "VLAN_TPIDS"]
 
@@ -31,6 +32,13 @@ class VlanTag(Packet):
         Flag("dei", 2, 2, 0x1000, doc="drop eligible indicator"),
         Bits("vid", 2, 2, 0x0FFF, doc="VLAN identifier"),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        tpid = _ft.Int()
+        pcp = _ft.Int()
+        dei = _ft.Flag()
+        vid = _ft.Int()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         return f"vlan {self.vid}" + (f" p{self.pcp}" if self.pcp else "")
@@ -56,6 +64,11 @@ class Ethernet(Packet):
         U16("ether_type", 12, enum=EtherType, derived=True,
             doc="EtherType of the payload (after any VLAN tags)"),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        dst = _ft.Mac()
+        src = _ft.Mac()
+    # -- end of generated accessors
 
     # The declared ether_type sits at byte 12 of an untagged frame; with tags it moves to
     # header_len - 2.  This property is the VLAN-aware form of that one declaration.

@@ -15,6 +15,7 @@ from ..errors import FieldValueError, MalformedError, TruncatedError
 from .base import KEY_ETHERTYPE, Packet
 from .constants import EtherType, IpProtocol
 from .fields import Bits, Flag, U16, presence_flag
+from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["Gre"]
 
@@ -44,6 +45,12 @@ class Gre(Packet):
         U16("protocol_type", 2, enum=EtherType, fmt="hex", derived=True, structural=True,
             doc="EtherType of the payload (keys the payload: structural refreshes it)"),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        reserved0 = _ft.Int()
+        version = _ft.Int()
+        protocol_type = _ft.Int()
+    # -- end of generated accessors
 
     # -- geometry -------------------------------------------------------------------------
     def _compute_hlen(self) -> int:

@@ -18,6 +18,7 @@ from .constants import GTPU_PORT
 from .fields import Bits, Flag, U8, U16, U32, presence_flag
 from .ipv4 import Ipv4
 from .ipv6 import Ipv6
+from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["GtpU", "GtpMessageType"]
 
@@ -65,6 +66,15 @@ class GtpU(Packet):
         U8("npdu_number", 10),
         U8("next_ext_type", 11, derived=True),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        version = _ft.Int()
+        protocol_type = _ft.Flag()
+        spare = _ft.Flag()
+        message_type = _ft.Int()
+        length = _ft.Int()
+        teid = _ft.Int()
+    # -- end of generated accessors
 
     # -- geometry -------------------------------------------------------------------------
     def _compute_hlen(self) -> int:

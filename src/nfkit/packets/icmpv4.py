@@ -27,6 +27,7 @@ from ..errors import ProtocolMismatch
 from .base import Packet
 from .constants import IpProtocol
 from .fields import Field, Ip4, U8, U16, U24, U32
+from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["Icmpv4Type", "Icmpv4", "EchoRequest", "EchoReply", "DestinationUnreachable",
            "TimeExceeded", "Redirect", "ParameterProblem", "IcmpMessage",
@@ -313,6 +314,12 @@ class Icmpv4(IcmpMessage):
         U8("code", 1),
         U16("checksum", 2, fmt="hex", derived=True),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        msg_type = _ft.Int()
+        code = _ft.Int()
+        checksum = _ft.Int()
+    # -- end of generated accessors
 
 
 Icmpv4._ROOT = Icmpv4
@@ -325,6 +332,11 @@ class EchoRequest(EchoMixin, Icmpv4):
     MSG_TYPE = Icmpv4Type.ECHO_REQUEST
     SIZE = 8
     FIELDS = ECHO_FIELDS
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        identifier = _ft.Int()
+        seq_no = _ft.Int()
+    # -- end of generated accessors
 
 
 class EchoReply(EchoMixin, Icmpv4):
@@ -334,6 +346,11 @@ class EchoReply(EchoMixin, Icmpv4):
     MSG_TYPE = Icmpv4Type.ECHO_REPLY
     SIZE = 8
     FIELDS = ECHO_FIELDS
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        identifier = _ft.Int()
+        seq_no = _ft.Int()
+    # -- end of generated accessors
 
 
 class DestinationUnreachable(DataMixin, Icmpv4):
@@ -348,6 +365,11 @@ class DestinationUnreachable(DataMixin, Icmpv4):
         U16("unused", 4, gen=0),
         U16("next_hop_mtu", 6),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        unused = _ft.Int()
+        next_hop_mtu = _ft.Int()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         code = self.code
@@ -368,6 +390,10 @@ class TimeExceeded(DataMixin, Icmpv4):
     SIZE = 8
     TRIM_TO = ICMPV4_ERROR_MAX_LEN
     FIELDS = (U32("unused", 4, gen=0),)
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        unused = _ft.Int()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         what = {0: "in-transit", 1: "reassembly"}.get(self.code, f"code {self.code}")
@@ -383,6 +409,10 @@ class Redirect(DataMixin, Icmpv4):
     SIZE = 8
     TRIM_TO = ICMPV4_ERROR_MAX_LEN
     FIELDS = (Ip4("gateway", 4),)
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        gateway = _ft.Ip4()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         code = self.code
@@ -402,6 +432,11 @@ class ParameterProblem(DataMixin, Icmpv4):
         U8("pointer", 4),
         U24("unused", 5, gen=0),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        pointer = _ft.Int()
+        unused = _ft.Int()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         return f"ICMP parameter problem code {self.code} pointer {self.pointer}"

@@ -20,6 +20,7 @@ from typing import ClassVar
 from .constants import IPV6_MIN_MTU, IpProtocol
 from .fields import U8, U16, U32
 from .icmpv4 import ECHO_FIELDS, DataMixin, EchoMixin, IcmpMessage
+from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["Icmpv6Type", "Icmpv6", "EchoRequest", "EchoReply", "DestinationUnreachable",
            "PacketTooBig", "TimeExceeded", "ParameterProblem"]
@@ -70,6 +71,12 @@ class Icmpv6(IcmpMessage):
         U8("code", 1),
         U16("checksum", 2, fmt="hex", derived=True),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        msg_type = _ft.Int()
+        code = _ft.Int()
+        checksum = _ft.Int()
+    # -- end of generated accessors
 
     def _pseudo(self, length: int) -> int:
         return int(self._env._pseudo_sum(IpProtocol.ICMPV6, length))
@@ -85,6 +92,11 @@ class EchoRequest(EchoMixin, Icmpv6):
     MSG_TYPE = Icmpv6Type.ECHO_REQUEST
     SIZE = 8
     FIELDS = ECHO_FIELDS
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        identifier = _ft.Int()
+        seq_no = _ft.Int()
+    # -- end of generated accessors
 
 
 class EchoReply(EchoMixin, Icmpv6):
@@ -94,6 +106,11 @@ class EchoReply(EchoMixin, Icmpv6):
     MSG_TYPE = Icmpv6Type.ECHO_REPLY
     SIZE = 8
     FIELDS = ECHO_FIELDS
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        identifier = _ft.Int()
+        seq_no = _ft.Int()
+    # -- end of generated accessors
 
 
 class DestinationUnreachable(DataMixin, Icmpv6):
@@ -105,6 +122,10 @@ class DestinationUnreachable(DataMixin, Icmpv6):
     SIZE = 8
     TRIM_TO = IPV6_MIN_MTU
     FIELDS = (U32("unused", 4, gen=0),)
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        unused = _ft.Int()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         code = self.code
@@ -121,6 +142,10 @@ class PacketTooBig(DataMixin, Icmpv6):
     SIZE = 8
     TRIM_TO = IPV6_MIN_MTU
     FIELDS = (U32("mtu", 4, default=IPV6_MIN_MTU),)
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        mtu = _ft.Int()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         return f"ICMP6 packet too big mtu {self.mtu}"
@@ -135,6 +160,10 @@ class TimeExceeded(DataMixin, Icmpv6):
     SIZE = 8
     TRIM_TO = IPV6_MIN_MTU
     FIELDS = (U32("unused", 4, gen=0),)
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        unused = _ft.Int()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         what = {0: "in-transit", 1: "reassembly"}.get(self.code, f"code {self.code}")
@@ -150,6 +179,10 @@ class ParameterProblem(DataMixin, Icmpv6):
     SIZE = 8
     TRIM_TO = IPV6_MIN_MTU
     FIELDS = (U32("pointer", 4),)
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        pointer = _ft.Int()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         code = self.code

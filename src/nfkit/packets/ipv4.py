@@ -12,6 +12,7 @@ from .base import KEY_IPV4_PROTO, Packet
 from .constants import IPV4_MIN_MTU, EtherType, IpProtocol
 from .fields import Bits, Flag, Ip4, U8, U16
 from .ip import IpCarrier, l4_checksum_fix
+from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["Ipv4"]
 
@@ -53,6 +54,24 @@ class Ipv4(IpCarrier, Packet):
         Ip4("src", 12, pseudo=True),
         Ip4("dst", 16, pseudo=True),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        version = _ft.Int()
+        ihl = _ft.Int()
+        dscp = _ft.Int()
+        ecn = _ft.Int()
+        total_length = _ft.Int()
+        identification = _ft.Int()
+        reserved_flag = _ft.Flag()
+        dont_fragment = _ft.Flag()
+        more_fragments = _ft.Flag()
+        fragment_offset = _ft.Int()
+        ttl = _ft.Int()
+        protocol = _ft.Int()
+        checksum = _ft.Int()
+        src = _ft.Ip4()
+        dst = _ft.Ip4()
+    # -- end of generated accessors
 
     def _compute_hlen(self) -> int:
         return (self._buf[self._abs] & 0x0F) * 4

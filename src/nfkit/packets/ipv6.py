@@ -11,6 +11,7 @@ from .constants import IPV6_MIN_MTU, EtherType, IpProtocol
 from .fields import Bits, Ip6, U8, U16
 from .ip import IpCarrier, l4_checksum_fix
 from .ipv4 import _cut_tail, _drop_trailer
+from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["Ipv6", "walk_extension_headers", "EXTENSION_HEADERS"]
 
@@ -73,6 +74,19 @@ class Ipv6(IpCarrier, Packet):
         Ip6("src", 8, pseudo=True),
         Ip6("dst", 24, pseudo=True),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        version = _ft.Int()
+        dscp = _ft.Int()
+        ecn = _ft.Int()
+        traffic_class = _ft.Int()
+        flow_label = _ft.Int()
+        payload_length = _ft.Int()
+        next_header = _ft.Int()
+        hop_limit = _ft.Int()
+        src = _ft.Ip6()
+        dst = _ft.Ip6()
+    # -- end of generated accessors
 
     def _validate(self, avail: int) -> None:
         b = self._buf

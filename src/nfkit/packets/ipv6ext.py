@@ -19,6 +19,7 @@ from .constants import IpProtocol
 from .fields import Bits, Flag, U8, U16, U32
 from .ip import IpCarrier, l4_checksum_fix
 from .ipv6 import walk_extension_headers
+from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["Fragment", "SegmentRouting", "SRH_ROUTING_TYPE"]
 
@@ -104,6 +105,15 @@ class Fragment(_Ipv6Extension, Packet):
         Flag("more_fragments", 2, 2, 0x0001, gen=False),
         U32("identification", 4, fmt="hex"),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        next_header = _ft.Int()
+        reserved = _ft.Int()
+        fragment_offset = _ft.Int()
+        res = _ft.Int()
+        more_fragments = _ft.Flag()
+        identification = _ft.Int()
+    # -- end of generated accessors
 
     def _is_initial_fragment(self) -> bool:
         b = self._buf
@@ -144,6 +154,16 @@ class SegmentRouting(_Ipv6Extension, Packet):
         U8("flags", 5, fmt="hex"),
         U16("tag", 6, fmt="hex"),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        next_header = _ft.Int()
+        hdr_ext_len = _ft.Int()
+        routing_type = _ft.Int()
+        segments_left = _ft.Int()
+        last_entry = _ft.Int()
+        flags = _ft.Int()
+        tag = _ft.Int()
+    # -- end of generated accessors
     #: RFC 8754 allows 256 entries by last_entry, but hdr_ext_len (2 per segment) caps it.
     MAX_SEGMENTS = 127
 

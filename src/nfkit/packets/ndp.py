@@ -28,6 +28,7 @@ from .base import Packet
 from .constants import IPV6_MIN_MTU
 from .fields import Bits, Field, Flag, Ip6, Mac, U8, U16, U32
 from .icmpv6 import Icmpv6, Icmpv6Type
+from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["NdpOptionType", "NdpOption", "LinkLayerAddress", "PrefixInformation", "Mtu",
            "RedirectedHeader", "NdpMessage", "RouterSolicitation", "RouterAdvertisement",
@@ -75,6 +76,11 @@ class NdpOption(Packet):
         U8("option_type", 0, enum=NdpOptionType),
         U8("length", 1, derived=True, doc="option length in 8-byte units"),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        option_type = _ft.Int()
+        length = _ft.Int()
+    # -- end of generated accessors
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -183,6 +189,10 @@ class LinkLayerAddress(NdpOption):
     TARGET: ClassVar[int] = NdpOptionType.TARGET_LINK_LAYER_ADDRESS
     OPTION_TYPES = (SOURCE, TARGET)
     FIELDS = (Mac("addr", 2, doc="the link-layer (MAC) address"),)
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        addr = _ft.Mac()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         side = "source" if self._buf[self._abs] == self.SOURCE else "target"
@@ -205,6 +215,16 @@ class PrefixInformation(NdpOption):
         U32("reserved", 12, gen=0),
         Ip6("prefix", 16),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        prefix_length = _ft.Int()
+        on_link = _ft.Flag()
+        autonomous = _ft.Flag()
+        valid_lifetime = _ft.Int()
+        preferred_lifetime = _ft.Int()
+        reserved = _ft.Int()
+        prefix = _ft.Ip6()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         flags = ("L" if self.on_link else "") + ("A" if self.autonomous else "")
@@ -223,6 +243,11 @@ class Mtu(NdpOption):
         U16("reserved", 2, gen=0),
         U32("mtu", 4, default=1500),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        reserved = _ft.Int()
+        mtu = _ft.Int()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         return f"mtu {self.mtu}"
@@ -237,6 +262,10 @@ class RedirectedHeader(NdpOption):
     SIZE = 8
     OPTION_TYPES = (NdpOptionType.REDIRECTED_HEADER,)
     FIELDS = (Field("reserved", 2, 6, gen=0),)
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        reserved = _ft.Int()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         return f"redirected header len {self._end - self._abs}"
@@ -366,6 +395,10 @@ class RouterSolicitation(NdpMessage, Icmpv6):
     MSG_TYPE = Icmpv6Type.ROUTER_SOLICITATION
     SIZE = 8
     FIELDS = (U32("reserved", 4, gen=0),)
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        reserved = _ft.Int()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         return "ICMP6 router solicitation"
@@ -385,6 +418,15 @@ class RouterAdvertisement(NdpMessage, Icmpv6):
         U32("reachable_time", 8, doc="milliseconds"),
         U32("retrans_timer", 12, doc="milliseconds"),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        current_hop_limit = _ft.Int()
+        managed_addr_cfg = _ft.Flag()
+        other_cfg = _ft.Flag()
+        router_lifetime = _ft.Int()
+        reachable_time = _ft.Int()
+        retrans_timer = _ft.Int()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         flags = ("M" if self.managed_addr_cfg else "") + ("O" if self.other_cfg else "")
@@ -402,6 +444,11 @@ class NeighborSolicitation(NdpMessage, Icmpv6):
         U32("reserved", 4, gen=0),
         Ip6("target", 8),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        reserved = _ft.Int()
+        target = _ft.Ip6()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         return f"ICMP6 neighbor solicitation who has {self.target}"
@@ -420,6 +467,14 @@ class NeighborAdvertisement(NdpMessage, Icmpv6):
         Bits("reserved", 4, 4, 0x1FFFFFFF, gen=0),
         Ip6("target", 8),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        router = _ft.Flag()
+        solicited = _ft.Flag()
+        override = _ft.Flag()
+        reserved = _ft.Int()
+        target = _ft.Ip6()
+    # -- end of generated accessors
 
     def summary(self) -> str:
         on = (self.router, self.solicited, self.override)
@@ -449,6 +504,12 @@ class Redirect(NdpMessage, Icmpv6):
         Ip6("target", 8, doc="the better first hop"),
         Ip6("destination", 24, doc="the destination being redirected"),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        reserved = _ft.Int()
+        target = _ft.Ip6()
+        destination = _ft.Ip6()
+    # -- end of generated accessors
 
     def reconcile(self) -> None:
         """Size the Redirected Header (a multiple of 8, packet <= 1280 bytes), then set

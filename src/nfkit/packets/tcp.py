@@ -7,6 +7,7 @@ from .base import Packet
 from .constants import IpProtocol
 from .fields import Bits, Flag, U16, U32
 from .ip import Transport
+from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["Tcp", "TCP_OPTION_NAMES"]
 
@@ -49,6 +50,28 @@ class Tcp(Transport, Packet):
         U16("checksum", 16, fmt="hex", derived=True),
         U16("urgent_pointer", 18),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        src_port = _ft.Int()
+        dst_port = _ft.Int()
+        seq_no = _ft.Int()
+        ack_no = _ft.Int()
+        data_offset = _ft.Int()
+        reserved = _ft.Int()
+        ns = _ft.Flag()
+        cwr = _ft.Flag()
+        ece = _ft.Flag()
+        urg = _ft.Flag()
+        ack = _ft.Flag()
+        psh = _ft.Flag()
+        rst = _ft.Flag()
+        syn = _ft.Flag()
+        fin = _ft.Flag()
+        flags = _ft.Int()
+        window = _ft.Int()
+        checksum = _ft.Int()
+        urgent_pointer = _ft.Int()
+    # -- end of generated accessors
 
     def _compute_hlen(self) -> int:
         return (self._buf[self._abs + 12] >> 4) * 4

@@ -6,6 +6,7 @@ from .base import Packet
 from .constants import IpProtocol
 from .fields import U16
 from .ip import Transport
+from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["Udp"]
 
@@ -30,6 +31,13 @@ class Udp(Transport, Packet):
         U16("length", 4, derived=True, doc="header + payload length in bytes"),
         U16("checksum", 6, fmt="hex", derived=True),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        src_port = _ft.Int()
+        dst_port = _ft.Int()
+        length = _ft.Int()
+        checksum = _ft.Int()
+    # -- end of generated accessors
 
     def no_checksum(self) -> None:
         """Write checksum 0: no checksum (allowed over IPv4 only)."""

@@ -6,6 +6,7 @@ from ..errors import MalformedError
 from .base import KEY_OUTERMOST, Packet
 from .constants import VXLAN_PORT
 from .fields import Flag, U8, U24
+from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["Vxlan"]
 
@@ -27,6 +28,14 @@ class Vxlan(Packet):
         U24("vni", 4, doc="VXLAN network identifier"),
         U8("reserved2", 7, gen=0),
     )
+    # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
+    if _ft.TYPE_CHECKING:  # pragma: no cover
+        flags = _ft.Int()
+        vni_valid = _ft.Flag()
+        reserved = _ft.Int()
+        vni = _ft.Int()
+        reserved2 = _ft.Int()
+    # -- end of generated accessors
 
     def _validate(self, avail: int) -> None:
         f = self._buf[self._abs]
