@@ -309,6 +309,7 @@ class PcapReader:
         # holds the bytes from file offset ``_base`` on, ``_need`` says a record continues
         # past the buffer.  A mapped file is all there: ``_eof`` from the start.
         self._fd = -1
+        self._limit: int | None = None     # a regular file: its size when opened
         self._base = 0
         self._eof = True
         self._need = False
@@ -343,11 +344,10 @@ class PcapReader:
             if stat.S_ISREG(st.st_mode) and st.st_size == 0:
                 raise self._fail("empty file (0 bytes): not a pcap or pcapng file")
             if stat.S_ISREG(st.st_mode):
-                try:
-                    self._set_buffer(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
-                    return
-                except (OSError, ValueError):
-                    pass
+                # Read, not mapped: a mapped file truncated by another process while it is
+                # read kills the reader with SIGBUS (a 2-core replay whose input was cut
+                # did); read() just ends early, and that is reported as damage.
+                self._limit = st.st_size
             self._fd, fd = fd, -1
             self._eof = False
             self._set_buffer(b"")
@@ -364,8 +364,10 @@ class PcapReader:
     def _read_more(self) -> None:
         """Stream: drop the bytes before the position, add what one read returns (waiting
         until something arrives); at the end of the stream set ``_eof``."""
+        at = self._base + self._size
+        want = _STREAM_CHUNK if self._limit is None else min(_STREAM_CHUNK, self._limit - at)
         try:
-            chunk = os.read(self._fd, _STREAM_CHUNK)
+            chunk = os.read(self._fd, want) if want > 0 else b""
         except OSError as e:
             if self._opening:
                 raise self._fail(f"cannot read: {e.strerror or e}", e) from e
@@ -376,11 +378,17 @@ class PcapReader:
                                              f"{e.strerror or e}")
         if not chunk:
             self._eof = True
+            if self._limit is not None and at < self._limit and self._read_error is None:
+                self._read_error = PcapTruncated(
+                    self.path, at, f"the file ends at offset {at}, {self._limit} bytes when "
+                    "it was opened: it was truncated while being read")
             return
         pos = self._pos
         self._set_buffer(b"".join((self._mv[pos:], chunk)))
         self._base += pos
         self._pos = 0
+        if self._limit is not None and self._base + self._size >= self._limit:
+            self._eof = True                 # all the file held when it was opened
 
     def _fill(self, n: int) -> None:
         """Stream: read until ``n`` bytes past the position are buffered (or the end)."""
@@ -951,8 +959,8 @@ class PcapReader:
 
     @property
     def is_stream(self) -> bool:
-        """True when reading a stream (pipe, FIFO, device) rather than a mapped file."""
-        return self._fd >= 0
+        """True when reading a stream (pipe, FIFO, device) rather than a regular file."""
+        return self._fd >= 0 and self._limit is None
 
     @property
     def at_end(self) -> bool:
@@ -965,10 +973,14 @@ class PcapReader:
         and found again.  ``packets_read`` and ``skipped_oversize`` keep counting."""
         if self._closed:
             raise ValueError(f"{self.path}: rewind of a closed PcapReader")
-        if self._fd >= 0:
+        if self.is_stream:
             raise PcapError(f"{self.path}: cannot rewind: reading a stream (pipe, FIFO, "
                             "device), not a file")
-        self._reset()
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self._base = self._pos = 0
+        self._eof, self._read_error = False, None
+        self._set_buffer(b"")
+        self._start()
 
     def close(self) -> None:
         """Unmap the file (idempotent)."""
@@ -1117,11 +1129,15 @@ class PcapWriter:
         with PcapReader(f"/proc/self/fd/{fd}") as r:
             while True:
                 offs = r._scan_pcap(1 << 16, 1 << 62)
-                if not offs.size:
+                if offs.size:
+                    self.resumed_packets += offs.size
+                    self.resumed_octets += int(r._hdr_win[offs].view(r._u4)[:, 3].sum(dtype=np.int64))
+                elif r._need:                # the rest of the file is still to be read
+                    r._need = False
+                    r._read_more()
+                else:
                     break
-                self.resumed_packets += offs.size
-                self.resumed_octets += int(r._hdr_win[offs].view(r._u4)[:, 3].sum(dtype=np.int64))
-            end, err = r._pos, r.error
+            end, err = r._base + r._pos, r.error
         if isinstance(err, PcapCorrupt):
             raise PcapWriteError(self.path, f"cannot append: {err.reason}")
         if end < size:                       # a record cut short by a killed writer
