@@ -149,7 +149,16 @@ def run(app: str, config: str, duration: int | None, log_level: str | None, stat
         result = run_app(app, config, duration=duration, log_level=log_level, status=status,
                          pcap_dump=pcap_dump)
     except NfkitError as exc:
+        if getattr(exc, "result", None) is not None:    # it ran: say what it did first
+            _summary(exc.result)  # type: ignore[attr-defined]
         raise click.ClickException(str(exc)) from exc
+    _summary(result)
+    failed = _input_errors(result, config)
+    if failed:
+        raise click.ClickException("; ".join(failed))
+
+
+def _summary(result: Any) -> None:
     click.echo(f"stopped: {result.reason} after {result.seconds:.2f}s")
     for name, c in result.ports.items():
         click.echo(f"  port {name}: rx {c['rx_packets']} tx {c['tx_packets']} "
@@ -157,9 +166,6 @@ def run(app: str, config: str, duration: int | None, log_level: str | None, stat
     for name, s in result.pipelines.items():
         click.echo(f"  pipeline {name}: received {s['received']} sent {s['act']} emitted {s['emit']} "
                    f"dropped {s['drop']} aborted {s['abort']} replaced {s['replaced']}")
-    failed = _input_errors(result, config)
-    if failed:
-        raise click.ClickException("; ".join(failed))
 
 
 def _input_errors(result: Any, config: str) -> list[str]:

@@ -777,8 +777,10 @@ def run_processes(rt: "Runtime") -> "RunResult":
                           f"cleanly (outputs complete)", core, cause, result)
     bad = {c: e for c, e in ended.items() if e not in ("stopped",)}
     if close_errors or bad:
-        raise PortError("; ".join([str(e) for e in close_errors]
-                                  + [f"core {c}: {e}" for c, e in bad.items()]))
+        from .runtime import with_result
+        raise with_result(PortError("; ".join([str(e) for e in close_errors]
+                                              + [f"core {c}: {e}" for c, e in bad.items()])),
+                          result)
     return result
 
 

@@ -1147,15 +1147,32 @@ class PcapWriter:
         return True
 
     def _write(self, data: bytes | memoryview) -> None:
-        """One ``write`` (more only if the OS takes part of it)."""
+        """One ``write`` (more only if the OS takes part of it).  All or nothing: when the
+        OS refuses part of it (a full disk takes what fits, then says ENOSPC) the file is
+        cut back to where the call started -- a record boundary -- and
+        :class:`PcapWriteError` says why (``os_error`` holds the OS error)."""
         f = self._f
         if f.closed:
             raise ValueError(f"{self.path}: write to a closed PcapWriter")
         mv = memoryview(data).cast("B")
-        done = f.write(mv)
-        while done is not None and done < len(mv):
-            mv = mv[done:]
+        try:
+            at = f.tell()
+        except OSError:                      # a pipe or device: nothing to cut back
+            at = None
+        try:
             done = f.write(mv)
+            while done is not None and done < len(mv):
+                mv = mv[done:]
+                done = f.write(mv)
+        except OSError as e:
+            if at is not None:
+                try:
+                    os.ftruncate(f.fileno(), at)
+                    f.seek(at)
+                except OSError:
+                    pass
+            full = " (the disk is full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+            raise PcapWriteError(self.path, f"write failed: {e.strerror or e}{full}", e) from e
 
     def _split(self, ts: int) -> tuple[int, int]:
         if ts < 0:
