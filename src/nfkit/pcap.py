@@ -74,7 +74,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from .buffers import Mbuf, Mempool
+from .buffers import NO_TIMESTAMP, Mbuf, Mempool
 from .errors import NfkitError
 from .linktype import describe as _describe_linktype
 
@@ -924,7 +924,7 @@ class PcapReader:
             return np.zeros(0, dtype=np.int32)
         slots = pool.alloc_slots(k)
         pool.data_len[slots] = cap
-        pool.timestamp[slots] = ts
+        pool.timestamp[slots] = np.minimum(ts, _U64(NO_TIMESTAMP - 1))  # never "not stamped"
         self._copy(pool, slots, doff, cap)
         return slots
 
@@ -1203,7 +1203,8 @@ class PcapWriter:
 
         Takes :class:`Mbuf` handles, or slots of ``pool``.  ``timestamps_ns``: one value
         for all, one per packet, or None -- each buffer's own ``pool.timestamp`` (what
-        :meth:`PcapReader.read_into` and drivers set), the current time where that is 0.
+        :meth:`PcapReader.read_into` and drivers set), the current time where none was set
+        (``buffers.NO_TIMESTAMP``; 0 is 1970-01-01, written as such).
         """
         items = mbufs_or_slots
         if not isinstance(items, np.ndarray) and len(items) and isinstance(items[0], Mbuf):
@@ -1230,9 +1231,9 @@ class PcapWriter:
         """``uint64`` timestamps for a batch of ``k`` (see :meth:`write_mbufs`)."""
         if given is None:
             ts = own.astype(np.uint64)
-            zero = ts == 0
-            if zero.any():
-                ts[zero] = time.time_ns()
+            unset = ts == _U64(NO_TIMESTAMP)      # no driver stamped it: now
+            if unset.any():
+                ts[unset] = time.time_ns()
             late = ts > _U64(_MAX_PCAP_NS)
             if late.any():           # read from a capture (or a driver) beyond 2106
                 ts[late] = _MAX_PCAP_NS
