@@ -25,7 +25,9 @@ or offsets) are clamped into it.  The writer clamps what it takes from the buffe
 pcap format's range (32-bit seconds) and counts it: a packet is never refused for its time.
 
 Streams
-    A regular file is memory-mapped.  Anything else -- a pipe, a FIFO, stdin, a device --
+    A regular file is read with read() up to the size it had when opened (not mapped: a
+    mapped file truncated meanwhile kills the reader with SIGBUS; a truncation is reported
+    as damage).  Anything else -- a pipe, a FIFO, stdin, a device --
     is read as it comes: the header first (``/dev/zero`` is "not a capture" after its
     first read), then records as they arrive, each read handing out what is complete (a
     FIFO's packets come out while the writer is still writing, like ``tcpdump -r -``).
