@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: all venv test bench demo stubs clean
+.PHONY: all venv test faults bench demo stubs clean
 
 all: test
 
@@ -21,6 +21,10 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The fault-injection suite alone (root: it mounts tmpfs; docs/testing.md).
+faults: $(STAMP)
+	$(PY) -m pytest -q tests/test_faults.py
 
 bench: $(STAMP)
 	$(PY) bench/run.py --out docs/benchmarks.md

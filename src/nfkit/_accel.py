@@ -34,7 +34,7 @@ if AVAILABLE:
             refcnt[s] = 1
             data_off[s] = headroom
             data_len[s] = length
-            timestamp[s] = 0
+            timestamp[s] = 0xFFFFFFFFFFFFFFFF   # buffers.NO_TIMESTAMP
         return out
 
     @numba.njit(cache=True, nogil=True)

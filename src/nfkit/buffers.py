@@ -35,8 +35,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
     P = TypeVar("P", bound=Packet)
 
-__all__ = ["Mempool", "Mbuf", "default_pool", "set_default_pool"]
+__all__ = ["Mempool", "Mbuf", "default_pool", "set_default_pool", "NO_TIMESTAMP"]
 
+
+#: ``Mempool.timestamp`` of a buffer no driver stamped: the largest ``uint64`` (year 2554),
+#: which no source produces (capture readers clamp below it); writers stamp such a packet
+#: with the time they write it.  0 is a real time (1970-01-01), never "not set".
+NO_TIMESTAMP = (1 << 64) - 1
 
 class Mempool:
     """A fixed-size pool of packet buffers backed by numpy arrays.
@@ -77,7 +82,8 @@ class Mempool:
         self.data_len = np.zeros(capacity, dtype=np.uint32)
         #: 1 while a slot is allocated, 0 while free (double-free detection)
         self.refcnt = np.zeros(capacity, dtype=np.uint8)
-        #: receive port id, RSS hash and receive timestamp (ns), filled by drivers
+        #: receive port id, RSS hash and receive timestamp (ns), filled by drivers; a
+        #: buffer nothing stamped holds NO_TIMESTAMP (not 0: 1970-01-01 is a time a capture holds)
         self.port = np.zeros(capacity, dtype=np.uint16)
         self.rss_hash = np.zeros(capacity, dtype=np.uint32)
         self.timestamp = np.zeros(capacity, dtype=np.uint64)
@@ -132,7 +138,7 @@ class Mempool:
         self.refcnt[slots] = 1
         self.data_off[slots] = self.headroom
         self.data_len[slots] = length
-        self.timestamp[slots] = 0   # a recycled buffer must not keep its last packet's time
+        self.timestamp[slots] = NO_TIMESTAMP   # a recycled buffer must not keep its last packet's time
         return slots
 
     def free_slots(self, slots: "np.ndarray | Sequence[int]") -> None:
@@ -182,7 +188,7 @@ class Mempool:
         self.refcnt[slot] = 1
         self._off_mv[slot] = self.headroom
         self._len_mv[slot] = 0
-        self._ts_mv[slot] = 0
+        self._ts_mv[slot] = NO_TIMESTAMP
         return slot
 
     def _free_one(self, slot: int) -> None:

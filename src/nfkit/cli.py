@@ -155,14 +155,10 @@ def run(app: str, config: str, duration: int | None, log_level: str | None, stat
         result = run_app(app, config, duration=duration, log_level=log_level, status=status,
                          pcap_dump=pcap_dump)
     except NfkitError as exc:
+        if getattr(exc, "result", None) is not None:    # it ran: say what it did first
+            _summary(exc.result)  # type: ignore[attr-defined]
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"stopped: {result.reason} after {result.seconds:.2f}s")
-    for name, c in result.ports.items():
-        click.echo(f"  port {name}: rx {c['rx_packets']} tx {c['tx_packets']} "
-                   f"dropped rx {c['rx_dropped']} tx {c['tx_dropped']} errors rx {c['rx_errors']}")
-    for name, s in result.pipelines.items():
-        click.echo(f"  pipeline {name}: received {s['received']} sent {s['act']} emitted {s['emit']} "
-                   f"dropped {s['drop']} aborted {s['abort']} replaced {s['replaced']}")
+    _summary(result)
     failed = _input_errors(result, config)
     aborted = _abort_warnings(result)
     if fail_on_abort is None:
@@ -173,6 +169,16 @@ def run(app: str, config: str, duration: int | None, log_level: str | None, stat
         failed.append(f"{aborted} packet(s) aborted ({why}); the log above says where")
     if failed:
         raise click.ClickException("; ".join(failed))
+
+
+def _summary(result: Any) -> None:
+    click.echo(f"stopped: {result.reason} after {result.seconds:.2f}s")
+    for name, c in result.ports.items():
+        click.echo(f"  port {name}: rx {c['rx_packets']} tx {c['tx_packets']} "
+                   f"dropped rx {c['rx_dropped']} tx {c['tx_dropped']} errors rx {c['rx_errors']}")
+    for name, s in result.pipelines.items():
+        click.echo(f"  pipeline {name}: received {s['received']} sent {s['act']} emitted {s['emit']} "
+                   f"dropped {s['drop']} aborted {s['abort']} replaced {s['replaced']}")
 
 
 def _abort_warnings(result: Any) -> int:

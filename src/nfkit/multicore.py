@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .buffers import Mempool, set_default_pool
-from .metrics import Snapshot, SnapshotSlots, collect, serve
+from .metrics import PORT_FIELDS, Snapshot, SnapshotSlots, collect, serve
 from .net import MacAddr
 from .ports.base import Port, PortError, driver_of, known_drivers, open_port
 
@@ -610,7 +610,39 @@ class _Runner:
                         policy.max_restarts)
             self._spawn(w)
             return None
+        self._settle_outputs(w)
         return w.core, cause
+
+    def _settle_outputs(self, w: _Worker) -> None:
+        """A worker that died for good (killed, not restarted) may have cut its last
+        ``tx_pcap`` record short, and written packets after its last published counters:
+        reopen its files as a restarted worker would (the cut record removed), count what
+        they hold beyond its counters, close them.  Then its files are whole and the run's
+        tx totals equal them.  Ports with a live interface are not reopened."""
+        cfg = self.cfg
+        for i, pc in enumerate(cfg.ports):
+            if (w.core not in pc.cores or driver_of(pc.device, cfg.backend) != "pcap"
+                    or "iface=" in pc.args or "tx_pcap=" not in pc.args):
+                continue
+            try:
+                port = open_port(pc, self.rt.pool, cfg.batch_size, i, cfg.base_dir,
+                                 cores=frozenset({w.core}), backend=cfg.backend, resume=True)
+            except Exception as exc:
+                log.error("core %d: port %s: its output files cannot be checked: %s", w.core,
+                          pc.name, exc)
+                continue
+            (known,) = [s for s in self._snapshots() if s is not None][w.index:w.index + 1]
+            for core, q in port.queues.items():
+                packets, octets = q.resumed
+                counted = known.ports.get((pc.name, core), dict.fromkeys(PORT_FIELDS, 0))
+                extra = packets - counted["tx_packets"]
+                if extra > 0:
+                    mine = w.retired.ports.setdefault((pc.name, core), dict.fromkeys(PORT_FIELDS, 0))
+                    mine["tx_packets"] += extra
+                    mine["tx_octets"] += max(0, octets - counted["tx_octets"])
+                    log.info("core %d: port %s: %d packets the dead worker wrote after its "
+                             "last counter update are counted", core, pc.name, extra)
+            port.close()
 
     def drained(self, master_files: list[Any]) -> bool | None:
         """None when no core reads files; else whether every file reader has finished."""
@@ -649,6 +681,7 @@ class _Runner:
             log.error("core %d: the worker did not stop within %ss; killing it", w.core,
                       self.cfg.workers.stop_timeout)
             self._kill(w)
+            self._settle_outputs(w)
             w.state = "done"
             ended[w.core] = f"killed after {self.cfg.workers.stop_timeout}s stop timeout"
         for w in self.workers.values():
@@ -777,8 +810,10 @@ def run_processes(rt: "Runtime") -> "RunResult":
                           f"cleanly (outputs complete)", core, cause, result)
     bad = {c: e for c, e in ended.items() if e not in ("stopped",)}
     if close_errors or bad:
-        raise PortError("; ".join([str(e) for e in close_errors]
-                                  + [f"core {c}: {e}" for c, e in bad.items()]))
+        from .runtime import with_result
+        raise with_result(PortError("; ".join([str(e) for e in close_errors]
+                                              + [f"core {c}: {e}" for c, e in bad.items()])),
+                          result)
     return result
 
 

@@ -25,7 +25,9 @@ or offsets) are clamped into it.  The writer clamps what it takes from the buffe
 pcap format's range (32-bit seconds) and counts it: a packet is never refused for its time.
 
 Streams
-    A regular file is memory-mapped.  Anything else -- a pipe, a FIFO, stdin, a device --
+    A regular file is read with read() up to the size it had when opened (not mapped: a
+    mapped file truncated meanwhile kills the reader with SIGBUS; a truncation is reported
+    as damage).  Anything else -- a pipe, a FIFO, stdin, a device --
     is read as it comes: the header first (``/dev/zero`` is "not a capture" after its
     first read), then records as they arrive, each read handing out what is complete (a
     FIFO's packets come out while the writer is still writing, like ``tcpdump -r -``).
@@ -74,7 +76,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from .buffers import Mbuf, Mempool
+from .buffers import NO_TIMESTAMP, Mbuf, Mempool
 from .errors import NfkitError
 from .linktype import describe as _describe_linktype
 
@@ -309,6 +311,7 @@ class PcapReader:
         # holds the bytes from file offset ``_base`` on, ``_need`` says a record continues
         # past the buffer.  A mapped file is all there: ``_eof`` from the start.
         self._fd = -1
+        self._limit: int | None = None     # a regular file: its size when opened
         self._base = 0
         self._eof = True
         self._need = False
@@ -343,11 +346,10 @@ class PcapReader:
             if stat.S_ISREG(st.st_mode) and st.st_size == 0:
                 raise self._fail("empty file (0 bytes): not a pcap or pcapng file")
             if stat.S_ISREG(st.st_mode):
-                try:
-                    self._set_buffer(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
-                    return
-                except (OSError, ValueError):
-                    pass
+                # Read, not mapped: a mapped file truncated by another process while it is
+                # read kills the reader with SIGBUS (a 2-core replay whose input was cut
+                # did); read() just ends early, and that is reported as damage.
+                self._limit = st.st_size
             self._fd, fd = fd, -1
             self._eof = False
             self._set_buffer(b"")
@@ -364,8 +366,10 @@ class PcapReader:
     def _read_more(self) -> None:
         """Stream: drop the bytes before the position, add what one read returns (waiting
         until something arrives); at the end of the stream set ``_eof``."""
+        at = self._base + self._size
+        want = _STREAM_CHUNK if self._limit is None else min(_STREAM_CHUNK, self._limit - at)
         try:
-            chunk = os.read(self._fd, _STREAM_CHUNK)
+            chunk = os.read(self._fd, want) if want > 0 else b""
         except OSError as e:
             if self._opening:
                 raise self._fail(f"cannot read: {e.strerror or e}", e) from e
@@ -376,11 +380,17 @@ class PcapReader:
                                              f"{e.strerror or e}")
         if not chunk:
             self._eof = True
+            if self._limit is not None and at < self._limit and self._read_error is None:
+                self._read_error = PcapTruncated(
+                    self.path, at, f"the file ends at offset {at}, {self._limit} bytes when "
+                    "it was opened: it was truncated while being read")
             return
         pos = self._pos
         self._set_buffer(b"".join((self._mv[pos:], chunk)))
         self._base += pos
         self._pos = 0
+        if self._limit is not None and self._base + self._size >= self._limit:
+            self._eof = True                 # all the file held when it was opened
 
     def _fill(self, n: int) -> None:
         """Stream: read until ``n`` bytes past the position are buffered (or the end)."""
@@ -916,7 +926,7 @@ class PcapReader:
             return np.zeros(0, dtype=np.int32)
         slots = pool.alloc_slots(k)
         pool.data_len[slots] = cap
-        pool.timestamp[slots] = ts
+        pool.timestamp[slots] = np.minimum(ts, _U64(NO_TIMESTAMP - 1))  # never "not stamped"
         self._copy(pool, slots, doff, cap)
         return slots
 
@@ -951,8 +961,8 @@ class PcapReader:
 
     @property
     def is_stream(self) -> bool:
-        """True when reading a stream (pipe, FIFO, device) rather than a mapped file."""
-        return self._fd >= 0
+        """True when reading a stream (pipe, FIFO, device) rather than a regular file."""
+        return self._fd >= 0 and self._limit is None
 
     @property
     def at_end(self) -> bool:
@@ -965,10 +975,14 @@ class PcapReader:
         and found again.  ``packets_read`` and ``skipped_oversize`` keep counting."""
         if self._closed:
             raise ValueError(f"{self.path}: rewind of a closed PcapReader")
-        if self._fd >= 0:
+        if self.is_stream:
             raise PcapError(f"{self.path}: cannot rewind: reading a stream (pipe, FIFO, "
                             "device), not a file")
-        self._reset()
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self._base = self._pos = 0
+        self._eof, self._read_error = False, None
+        self._set_buffer(b"")
+        self._start()
 
     def close(self) -> None:
         """Unmap the file (idempotent)."""
@@ -1117,11 +1131,15 @@ class PcapWriter:
         with PcapReader(f"/proc/self/fd/{fd}") as r:
             while True:
                 offs = r._scan_pcap(1 << 16, 1 << 62)
-                if not offs.size:
+                if offs.size:
+                    self.resumed_packets += offs.size
+                    self.resumed_octets += int(r._hdr_win[offs].view(r._u4)[:, 3].sum(dtype=np.int64))
+                elif r._need:                # the rest of the file is still to be read
+                    r._need = False
+                    r._read_more()
+                else:
                     break
-                self.resumed_packets += offs.size
-                self.resumed_octets += int(r._hdr_win[offs].view(r._u4)[:, 3].sum(dtype=np.int64))
-            end, err = r._pos, r.error
+            end, err = r._base + r._pos, r.error
         if isinstance(err, PcapCorrupt):
             raise PcapWriteError(self.path, f"cannot append: {err.reason}")
         if end < size:                       # a record cut short by a killed writer
@@ -1131,15 +1149,32 @@ class PcapWriter:
         return True
 
     def _write(self, data: bytes | memoryview) -> None:
-        """One ``write`` (more only if the OS takes part of it)."""
+        """One ``write`` (more only if the OS takes part of it).  All or nothing: when the
+        OS refuses part of it (a full disk takes what fits, then says ENOSPC) the file is
+        cut back to where the call started -- a record boundary -- and
+        :class:`PcapWriteError` says why (``os_error`` holds the OS error)."""
         f = self._f
         if f.closed:
             raise ValueError(f"{self.path}: write to a closed PcapWriter")
         mv = memoryview(data).cast("B")
-        done = f.write(mv)
-        while done is not None and done < len(mv):
-            mv = mv[done:]
+        try:
+            at = f.tell()
+        except OSError:                      # a pipe or device: nothing to cut back
+            at = None
+        try:
             done = f.write(mv)
+            while done is not None and done < len(mv):
+                mv = mv[done:]
+                done = f.write(mv)
+        except OSError as e:
+            if at is not None:
+                try:
+                    os.ftruncate(f.fileno(), at)
+                    f.seek(at)
+                except OSError:
+                    pass
+            full = " (the disk is full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+            raise PcapWriteError(self.path, f"write failed: {e.strerror or e}{full}", e) from e
 
     def _split(self, ts: int) -> tuple[int, int]:
         if ts < 0:
@@ -1170,7 +1205,8 @@ class PcapWriter:
 
         Takes :class:`Mbuf` handles, or slots of ``pool``.  ``timestamps_ns``: one value
         for all, one per packet, or None -- each buffer's own ``pool.timestamp`` (what
-        :meth:`PcapReader.read_into` and drivers set), the current time where that is 0.
+        :meth:`PcapReader.read_into` and drivers set), the current time where none was set
+        (``buffers.NO_TIMESTAMP``; 0 is 1970-01-01, written as such).
         """
         items = mbufs_or_slots
         if not isinstance(items, np.ndarray) and len(items) and isinstance(items[0], Mbuf):
@@ -1197,9 +1233,9 @@ class PcapWriter:
         """``uint64`` timestamps for a batch of ``k`` (see :meth:`write_mbufs`)."""
         if given is None:
             ts = own.astype(np.uint64)
-            zero = ts == 0
-            if zero.any():
-                ts[zero] = time.time_ns()
+            unset = ts == _U64(NO_TIMESTAMP)      # no driver stamped it: now
+            if unset.any():
+                ts[unset] = time.time_ns()
             late = ts > _U64(_MAX_PCAP_NS)
             if late.any():           # read from a capture (or a driver) beyond 2106
                 ts[late] = _MAX_PCAP_NS

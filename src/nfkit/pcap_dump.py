@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .pcap import PcapWriter
+from .pcap import PcapWriteError, PcapWriter
 
 if TYPE_CHECKING:  # pragma: no cover
     from .buffers import Mbuf, Mempool
@@ -61,10 +61,18 @@ class BufferedPcapWriter(PcapWriter):
         self.buffer_bytes = buffer_bytes
         super().__init__(path, **kwargs)
         self._flush_pending()     # the global header is on disk from the start
+        if self.failed is not None:
+            self.close()          # raises it: a dump that cannot even start is an error
+
+    #: the write that failed (a full disk): the file ends at the record boundary before
+    #: it, later records are not written, and :meth:`close` raises it
+    failed: PcapWriteError | None = None
 
     def _write(self, data: bytes | memoryview) -> None:
         if self._f.closed:
             raise ValueError(f"{self.path}: write to a closed PcapWriter")
+        if self.failed is not None:
+            return
         # PcapWriter hands over freshly built records (a new array or bytes per call), so
         # keeping a reference is safe without a copy.
         mv = memoryview(data).cast("B")
@@ -78,7 +86,12 @@ class BufferedPcapWriter(PcapWriter):
             data = b"".join(self._pending)
             self._pending.clear()
             self._pending_bytes = 0
-            PcapWriter._write(self, data)
+            try:
+                PcapWriter._write(self, data)
+            except PcapWriteError as exc:   # never into the pipeline that captured it
+                if self.failed is None and len(data) > 24:
+                    log.error("pcap dump: %s; the capture stops there", exc)
+                self.failed = exc
 
     def flush(self, sync: bool = False) -> None:
         """Hand every buffered record to the OS (``sync``: and wait for the disk)."""
@@ -92,6 +105,10 @@ class BufferedPcapWriter(PcapWriter):
                 self._flush_pending()
             finally:
                 super().close()
+            if self.failed is not None:
+                raise PcapWriteError(self.path, f"{self.failed.reason}: the capture ends at "
+                                     "the record before, later packets were not captured",
+                                     self.failed.os_error)
 
 
 def _open_dump(path: Path, resume: bool) -> BufferedPcapWriter:

@@ -458,8 +458,16 @@ class Runtime:
                            {n: p.counters().as_dict() for n, p in self.ports.items()})
         log.info("runtime terminated (%s) after %.2fs", reason, elapsed)
         if close_errors:
-            raise PortError("; ".join(str(e) for e in close_errors))
+            raise with_result(PortError("; ".join(str(e) for e in close_errors)), result)
         return result
+
+
+def with_result(exc: NfkitError, result: RunResult) -> NfkitError:
+    """``exc`` carrying the counters of the run it ended (``exc.result``), as
+    :class:`~nfkit.multicore.WorkerError` does: a run that failed at its end (an output it
+    could not write) still reports what it did."""
+    exc.result = result  # type: ignore[attr-defined]
+    return exc
 
 
 def _is_file_source(q: PortQueue) -> bool:

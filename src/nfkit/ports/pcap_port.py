@@ -76,6 +76,8 @@ class PcapQueue(PortQueue):
         self.writer = writer
         self.tx_sock = tx_sock
         self.rx_sock = rx_sock
+        #: why the tx file stopped taking packets (a full disk), None while it takes them
+        self.write_error: PcapWriteError | None = None
         self._file_index = 0
         self._pass = 1
         self._pass_packets = 0
@@ -199,8 +201,19 @@ class PcapQueue(PortQueue):
 
     # -- transmit ---------------------------------------------------------------------
     def _tx(self, mbufs: list[Mbuf]) -> int:
-        if self.writer is not None:
-            self.writer.write_mbufs(mbufs)
+        w = self.writer
+        if w is not None and self.write_error is None:
+            try:
+                w.write_mbufs(mbufs)        # all or nothing: the file ends at a record
+            except PcapWriteError as exc:
+                self.write_error = exc
+                log.error("port %s: %s; %d packets written, the packets sent from now on "
+                          "are not written (counted in tx_errors and tx_dropped)",
+                          self.port.name, exc, w.packets_written)
+        if w is not None and self.write_error is not None:
+            self.counters.tx_errors += len(mbufs)
+            if self.tx_sock is None:
+                return 0                    # the caller counts them dropped and frees them
         if self.tx_sock is not None:
             for m in mbufs:
                 try:
@@ -219,6 +232,11 @@ class PcapQueue(PortQueue):
         w = self.writer
         if w is not None:
             w.close()
+            if self.write_error is not None:
+                raise PcapWriteError(w.path, f"{self.write_error.reason}: {w.packets_written} "
+                                     f"packets written (the file ends at a record boundary), "
+                                     f"{self.counters.tx_errors} packets not written",
+                                     self.write_error.os_error)
             if w.timestamps_clamped:
                 log.warning("port %s: %s: %d packets had timestamps later than 2106, more "
                             "than a pcap file holds: written with its last second",
