@@ -183,6 +183,11 @@ class SnapshotSlots:
         mem[base + 16:base + 16 + len(data)] = data
         self._HDR.pack_into(mem, base, seq + 2, len(data))    # even: stable
 
+    def clear(self, index: int) -> None:
+        """Empty slot ``index`` (its writer is gone): :meth:`read` gives None until the
+        next :meth:`publish`."""
+        self._HDR.pack_into(self._mem, index * self.slot_bytes, 0, 0)
+
     def read(self, index: int) -> Snapshot | None:
         """The last snapshot published in slot ``index`` (None: none yet)."""
         base = index * self.slot_bytes

@@ -601,6 +601,9 @@ class _Runner:
         last = w.final or self.slots.read(w.index)
         if last is not None:
             w.retired.add(last, counters_only=True)
+        # its counters are the retired ones now: the slot must not count them a second time
+        # (a dead worker's totals were doubled; a restarted one's until its first publish)
+        self.slots.clear(w.index)
         w.final = None
         w.state = "dead"
         policy = self.cfg.workers
