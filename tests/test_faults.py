@@ -85,9 +85,15 @@ def start(tmp: Path, cmd: list[str]) -> subprocess.Popen[str]:
                             text=True)
 
 
-def worker_pid(master: subprocess.Popen[str], timeout: float = 20) -> int:
-    """The pid of the worker (core 1) once it runs."""
+def worker_pid(master: subprocess.Popen[str], timeout: float = 20, writes: Path | None = None) -> int:
+    """The pid of the worker (core 1) once it exists -- and, given the file it ``writes``,
+    once it has written packets there: it is past start-up (a worker stopped during start-up
+    holds the start until ``[workers] start_timeout``)."""
     deadline = time.monotonic() + timeout
+    while writes is not None and time.monotonic() < deadline:
+        if writes.exists() and writes.stat().st_size > 24:     # more than the pcap header
+            break
+        time.sleep(0.02)
     while time.monotonic() < deadline:
         try:
             kids = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
@@ -193,7 +199,7 @@ def test_worker_stopped_through_shutdown_is_killed_and_its_file_repaired(tmp_pat
     replay_inputs(tmp_path)
     p = start(tmp_path, job(tmp_path, ports=REPLAY, extra="duration = 2",
                             workers="stop_timeout = 0.5"))
-    os.kill(worker_pid(p), signal.SIGSTOP)
+    os.kill(worker_pid(p, writes=tmp_path / "out-q1.pcap"), signal.SIGSTOP)
     code, out, err = finish(p)
     t = totals(out)
     assert code == 1 and "killed after 0.5s stop timeout" in err, err[-2000:]
