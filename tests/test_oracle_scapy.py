@@ -1,21 +1,27 @@
-"""Scapy agrees with nfkit both ways on hypothesis-generated packets."""
+"""Scapy agrees with nfkit both ways on hypothesis-generated packets.
+
+The oracle itself is tested first: it must reject a frame whose checksum is wrong, and it
+must know every header and field nfkit has (an unmapped one is an error, not a skip)."""
 
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
 
+import pytest
 from hypothesis import given, strategies as st
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
+from scapy.layers.l2 import GRE, Dot1AD, Dot1Q, Ether
 
 from nfkit import Mbuf
 from nfkit.packets import Ethernet, Ipv4, Ipv6, Tcp, Udp
 from nfkit.packets.dissect import dissect
 from nfkit.testing import sr_tcp, v4_icmp, v4_tcp, v4_udp, v6_icmp, v6_tcp, v6_udp
-from oracle import compare, recomputed
+from oracle import bad_checksums, compare, recomputed, unmapped
 
 payloads = st.binary(max_size=40)
+#: Scapy looks MAC addresses up (ARP, with a timeout) unless they are given
+L2 = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
 
 
 def _check_nfkit_built(m: Mbuf) -> None:
@@ -125,8 +131,9 @@ def test_v6_address_rewrite_keeps_udp_checksum(m: Mbuf, new_dst) -> None:
     udp = m.parse(Ethernet).parse(Ipv6).parse(Udp)
     udp.set_dst_ip(new_dst)
     raw = m.to_bytes()
-    assert recomputed(raw) == raw and IPv6Address(Ether(raw)[IPv6].dst) == new_dst
-    assert Ether(raw)[UDP].chksum == udp.checksum
+    assert bad_checksums(raw) == [] and recomputed(raw) == raw
+    assert IPv6Address(Ether(raw)[IPv6].dst) == new_dst
+    compare(_parse_all(raw), raw)
     m.free()
 
 
@@ -147,9 +154,7 @@ def test_sr_and_icmp_strategies_scapy_checksums(m: Mbuf) -> None:
         assert srh.segleft == layers[2].segments_left
     elif ICMP in sp:
         assert sp[ICMP].type == layers[2].msg_type
-        assert recomputed(raw) == raw
-    else:
-        assert layers[2].checksum_ok
+    assert bad_checksums(raw) == [] and recomputed(raw) == raw   # TCP, ICMP and ICMPv6 alike
     m.free()
 
 
@@ -172,3 +177,107 @@ def test_strategy_override_errors() -> None:
         v4_udp(src="1.2.3.4")
     with pytest.raises(TypeError, match="no layer of Ethernet/IPv4/UDP has a field 'nonsense'"):
         v4_udp(nonsense=1)
+
+
+# -- the oracle can fail ------------------------------------------------------------------
+
+def test_oracle_maps_every_header_and_field() -> None:
+    """compare() knows every header class nfkit registers and every field it declares."""
+    from nfkit.packets.base import REGISTRY
+    assert unmapped(REGISTRY) == []
+
+
+def _good_frames() -> dict[str, tuple[bytes, type, str]]:
+    """Scapy-built frames, each with the layer and field of one checksum to corrupt."""
+    from scapy.layers.inet import ICMP
+    from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr
+    l2 = L2
+    v4 = IP(src="192.0.2.1", dst="198.51.100.7")
+    v6 = IPv6(src="2001:db8::1", dst="2001:db8::2")
+    return {
+        "ipv4": (bytes(l2 / v4 / UDP(sport=1, dport=2) / b"x"), IP, "chksum"),
+        "udp4": (bytes(l2 / v4 / UDP(sport=1, dport=2) / b"payload"), UDP, "chksum"),
+        "tcp4": (bytes(l2 / v4 / TCP(sport=1, dport=2, flags="S") / b"payload"), TCP, "chksum"),
+        "icmp4": (bytes(l2 / v4 / ICMP(id=7, seq=1) / b"ping"), ICMP, "chksum"),
+        "udp6": (bytes(l2 / v6 / UDP(sport=1, dport=2) / b"payload"), UDP, "chksum"),
+        "tcp6": (bytes(l2 / v6 / TCP(sport=1, dport=2) / b"payload"), TCP, "chksum"),
+        "icmp6": (bytes(l2 / v6 / ICMPv6EchoRequest(id=7, seq=1, data=b"ping")),
+                  ICMPv6EchoRequest, "cksum"),
+        "ndp": (bytes(l2 / v6 / ICMPv6ND_NS(tgt="2001:db8::9")
+                      / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:01")), ICMPv6ND_NS, "cksum"),
+        "gre": (bytes(l2 / v4 / GRE(chksum_present=1) / IP(src="10.0.0.1", dst="10.0.0.2")
+                      / UDP(sport=1, dport=2) / b"in gre"), GRE, "chksum"),
+        "inner-udp": (bytes(l2 / v4 / GRE() / IP(src="10.0.0.1", dst="10.0.0.2")
+                            / UDP(sport=1, dport=2) / b"in gre"), UDP, "chksum"),
+    }
+
+
+#: where each checksum sits in its header (ICMP and ICMPv6: byte 2)
+CHECKSUM_AT = {IP: 10, UDP: 6, TCP: 16, GRE: 4}
+
+
+@pytest.mark.parametrize("name", list(_good_frames()))
+def test_oracle_rejects_a_wrong_checksum(name: str) -> None:
+    """A frame with one wrong checksum (any other value, the ones'-complement twin of the
+    right one included) is not what Scapy recomputes; the right frame is."""
+    raw, cls, fname = _good_frames()[name]
+    assert recomputed(raw) == raw and bad_checksums(raw) == []
+    good = getattr(Ether(raw)[cls], fname)
+    at = raw.index(bytes(Ether(raw)[cls])) + CHECKSUM_AT.get(cls, 2)
+    assert int.from_bytes(raw[at:at + 2], "big") == good
+    twin = {0: 0xFFFF, 0xFFFF: 0}.get(good, good ^ 0x0101)
+    for wrong in {good ^ 1, good ^ 0x8000, (good + 1) & 0xFFFF, twin}:
+        bad = raw[:at] + wrong.to_bytes(2, "big") + raw[at + 2:]
+        assert recomputed(bad) != bad, f"{name}: checksum {wrong:#06x} accepted"
+        assert len(bad_checksums(bad)) == 1 and cls.__name__ in bad_checksums(bad)[0]
+    # a changed payload byte makes the (unchanged) checksum wrong too
+    flipped = raw[:-1] + bytes([raw[-1] ^ 0x20])
+    assert recomputed(flipped) != flipped
+
+
+def test_oracle_compare_rejects_a_wrong_field() -> None:
+    """compare() fails when nfkit reads a field differently from Scapy (here: it is handed
+    the layers of another frame)."""
+    import pytest as _pytest
+    a = bytes(L2 / IP(src="192.0.2.1", dst="192.0.2.2", ttl=9) / UDP(sport=1, dport=2))
+    b = bytes(L2 / IP(src="192.0.2.1", dst="192.0.2.2", ttl=8) / UDP(sport=1, dport=2))
+    compare(_parse_all(a), a)
+    with _pytest.raises(AssertionError, match="IPv4.ttl"):
+        compare(_parse_all(a), b)
+    with _pytest.raises(AssertionError, match="nfkit layer 1 is IPv4, Scapy's is IPv6"):
+        compare(_parse_all(a), bytes(L2 / IPv6(src="::1", dst="::2") / UDP()))
+
+
+# -- edges where a wrong modulus shows ------------------------------------------------------
+
+def _v4_with_checksum(target: int, ttl: int) -> Mbuf:
+    """Ethernet / IPv4 / UDP whose IPv4 header checksum is ``target`` (steered through the
+    identification field: +d there is -d in the checksum, modulo 0xFFFF)."""
+    m = Mbuf.from_bytes(bytes(L2 / IP(src="192.0.2.1", dst="192.0.2.2", ttl=ttl, id=0)
+                              / UDP(sport=1, dport=2)))
+    ip = m.parse(Ethernet).parse(Ipv4)
+    ip.identification = (ip.checksum - target) % 0xFFFF
+    assert ip.checksum == target
+    return m
+
+
+@pytest.mark.parametrize("ttl", [1, 2, 64, 255])
+def test_decrement_ttl_at_every_checksum_edge(ttl: int) -> None:
+    """decrement_ttl adds 256 to the checksum: every stored checksum where that wraps
+    (0xFEFF..0xFFFE) and around zero must give Scapy's full recomputation."""
+    for target in [*range(0xFE00, 0xFFFF), *range(0, 0x102)]:
+        m = _v4_with_checksum(target, ttl)
+        m.parse(Ethernet).parse(Ipv4).decrement_ttl()
+        raw = m.to_bytes()
+        m.free()
+        assert Ether(raw)[IP].ttl == ttl - 1
+        assert recomputed(raw) == raw, f"checksum {target:#06x}, TTL {ttl}: {bad_checksums(raw)}"
+
+
+@given(st.integers(0, 255), st.integers(0, 0xFFFE))
+def test_decrement_ttl_any_ttl_any_checksum(ttl: int, target: int) -> None:
+    m = _v4_with_checksum(target, ttl)
+    m.parse(Ethernet).parse(Ipv4).decrement_ttl()
+    raw = m.to_bytes()
+    m.free()
+    assert Ether(raw)[IP].ttl == max(ttl - 1, 0) and recomputed(raw) == raw
