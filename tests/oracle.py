@@ -13,8 +13,11 @@ nfkit's declarations.  Two services:
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
+
+import scapy.layers.inet6 as _inet6
 
 from scapy.contrib.gtp import GTP_ExtensionHeader, GTP_U_Header, GTPPDUSessionContainer
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror
@@ -80,9 +83,8 @@ def _srh_flags(p: ScapyPacket) -> int:
 
 
 def _gre_reserved0(p: ScapyPacket) -> int:
-    """RFC 2784's Reserved0 (bits 1 and 4-12): Scapy splits it into RFC 1701's fields."""
-    return (p.routing_present << 11 | p.strict_route_source << 8 | p.recursion_control << 5
-            | p.flags)
+    """RFC 2784's Reserved0 bits 4-12: Scapy splits them into RFC 1701's fields."""
+    return p.strict_route_source << 8 | p.recursion_control << 5 | p.flags
 
 
 def _vxlan_reserved(p: ScapyPacket) -> int:
@@ -163,7 +165,8 @@ FIELDS: dict[str, tuple[Callable[[ScapyPacket], bool], dict[str, Getter]]] = {
     "UDP": (_is(UDP), {"src_port": _f("sport"), "dst_port": _f("dport"), "length": _f("len"),
                        "checksum": _f("chksum")}),
     "GRE": (_is(GRE), {
-        "checksum_present": _f("chksum_present"), "reserved0": _gre_reserved0,
+        "checksum_present": _f("chksum_present"), "routing_present": _f("routing_present"),
+        "reserved0": _gre_reserved0,
         "key_present": _f("key_present"), "seq_present": _f("seqnum_present"),
         "version": _f("version"), "protocol_type": _f("proto"),
         "checksum": lambda p: p.chksum if p.chksum_present else None,
@@ -372,6 +375,33 @@ def _checksum_layers(sp: ScapyPacket) -> list[tuple[int, ScapyPacket, str]]:
     return out
 
 
+_scapy_pseudoheader = _inet6.in6_pseudoheader
+
+
+def _srh_pseudoheader(nh: int, u: ScapyPacket, plen: int) -> Any:
+    """Scapy's pseudo-header, with nfkit's reading of RFC 8200 8.1 for a Segment Routing
+    Header: its segments[0] is the final destination whatever segments_left says.  Scapy,
+    like Linux, takes the IPv6 destination once segments_left is 0; the two agree for every
+    packet whose destination is its last segment by then (see docs/packets.md)."""
+    ph6 = _scapy_pseudoheader(nh, u, plen)
+    layer = u
+    while ph6 is not None and layer is not None and not isinstance(layer, IPv6):
+        if isinstance(layer, IPv6ExtHdrSegmentRouting) and layer.addresses:
+            ph6.dst = layer.addresses[0]
+            break
+        layer = layer.underlayer
+    return ph6
+
+
+@contextmanager
+def _nfkit_srh_rule() -> Iterator[None]:
+    _inet6.in6_pseudoheader = _srh_pseudoheader
+    try:
+        yield
+    finally:
+        _inet6.in6_pseudoheader = _scapy_pseudoheader
+
+
 def recomputed(raw: bytes, keep: Iterable[int] = ()) -> bytes:
     """The frame as Scapy rebuilds it with every checksum recomputed, except those of the
     Scapy layers at the indices in ``keep`` (see :func:`match`).  Lengths are left as
@@ -381,7 +411,8 @@ def recomputed(raw: bytes, keep: Iterable[int] = ()) -> bytes:
     for i, layer, fname in _checksum_layers(sp):
         if i not in keep:
             delattr(layer, fname)  # Packet.__delattr__ also drops Scapy's cached bytes
-    return bytes(sp)
+    with _nfkit_srh_rule():
+        return bytes(sp)
 
 
 def bad_checksums(raw: bytes, keep: Iterable[int] = ()) -> list[str]:
