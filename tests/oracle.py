@@ -357,6 +357,29 @@ def compare(nf_layers: list[Any], raw: bytes) -> None:
                 _check_fields(o, so, f"layer {i} option: ")
 
 
+def scapy_fields(nf_layers: list[Any], raw: bytes) -> dict[str, Any]:
+    """Every mapped field of every nfkit layer as Scapy reads it from ``raw``, keyed
+    ``"index:Header.field"`` (VLAN tags ``"index:VLANk.field"``, NDP options
+    ``"index:optk.field"``).  Two of these, before and after a setter, say what it changed."""
+    sp = Ether(raw)
+    sl = layers_of(sp)
+    out: dict[str, Any] = {}
+
+    def put(key: str, nf: Any, slayer: ScapyPacket) -> None:
+        for fname, get in FIELDS[nf.NAME][1].items():
+            out[f"{key}.{fname}"] = norm(get(slayer))
+
+    for i, (layer, j) in enumerate(zip(nf_layers, match(nf_layers, sp))):
+        put(f"{i}:{layer.NAME}", layer, sl[j])
+        if layer.NAME == "Ethernet":
+            for k, tag in enumerate(layer.vlans):
+                put(f"{i}:VLAN{k}", tag, sl[j + 1 + k])
+        elif hasattr(layer, "options") and layer.NAME.startswith("ICMPv6 "):
+            for k, o in enumerate(layer.options()):
+                put(f"{i}:opt{k}", o, sl[j + 1 + k])
+    return out
+
+
 # -- checksums --------------------------------------------------------------------------
 
 def _checksum_layers(sp: ScapyPacket) -> list[tuple[int, ScapyPacket, str]]:

@@ -17,7 +17,7 @@ from nfkit import Mbuf
 from nfkit.packets import Ethernet, Ipv4, Ipv6, Tcp, Udp
 from nfkit.packets.dissect import dissect
 from nfkit.testing import sr_tcp, v4_icmp, v4_tcp, v4_udp, v6_icmp, v6_tcp, v6_udp
-from oracle import bad_checksums, compare, recomputed, unmapped
+from oracle import bad_checksums, compare, recomputed, scapy_fields, unmapped
 
 payloads = st.binary(max_size=40)
 #: Scapy looks MAC addresses up (ARP, with a timeout) unless they are given
@@ -64,6 +64,14 @@ def _parse_all(raw: bytes) -> list:
     layers, err = dissect(m)
     assert err is None, err
     return layers
+
+
+def changed_fields(before: bytes, after: bytes) -> set[str]:
+    """The fields (checksums aside) Scapy reads differently in ``after``: a setter must
+    change its own field only (a checksum fix written to the wrong word keeps every sum
+    right and garbles a field)."""
+    a, b = scapy_fields(_parse_all(before), before), scapy_fields(_parse_all(after), after)
+    return {k for k in b if a[k] != b[k] and not k.endswith(".checksum")}
 
 
 @given(src=macs, dst=macs, ip_src=v4, ip_dst=v4, tos=st.integers(0, 255), ttl=st.integers(0, 255),
@@ -116,21 +124,25 @@ def test_scapy_builds_v6_tcp_nfkit_agrees(sport, dport, seq, ack, flags, window,
 
 @given(v4_tcp(), st.ip_addresses(v=4), ports)
 def test_nat_style_rewrite_keeps_checksums_scapy_valid(m: Mbuf, new_src, new_port) -> None:
+    before = m.to_bytes()
     tcp = m.parse(Ethernet).parse(Ipv4).parse(Tcp)
     tcp.set_src_ip(new_src)
     tcp.src_port = new_port
     tcp.envelope.decrement_ttl()
     raw = m.to_bytes()
     assert recomputed(raw) == raw       # incremental updates == Scapy's full recomputation
+    assert changed_fields(before, raw) <= {"1:IPv4.src", "1:IPv4.ttl", "2:TCP.src_port"}
     assert IPv4Address(Ether(raw)[IP].src) == new_src and Ether(raw)[TCP].sport == new_port
     m.free()
 
 
 @given(v6_udp(), st.ip_addresses(v=6))
 def test_v6_address_rewrite_keeps_udp_checksum(m: Mbuf, new_dst) -> None:
+    before = m.to_bytes()
     udp = m.parse(Ethernet).parse(Ipv6).parse(Udp)
     udp.set_dst_ip(new_dst)
     raw = m.to_bytes()
+    assert changed_fields(before, raw) <= {"1:IPv6.dst"}
     assert bad_checksums(raw) == [] and recomputed(raw) == raw
     assert IPv6Address(Ether(raw)[IPv6].dst) == new_dst
     compare(_parse_all(raw), raw)
@@ -281,3 +293,72 @@ def test_decrement_ttl_any_ttl_any_checksum(ttl: int, target: int) -> None:
     raw = m.to_bytes()
     m.free()
     assert Ether(raw)[IP].ttl == max(ttl - 1, 0) and recomputed(raw) == raw
+
+
+# -- checksum.py against Scapy's own checksum ------------------------------------------------------
+
+@given(st.one_of(st.binary(max_size=64), st.integers(0, 9).map(bytes)))
+def test_checksum_equals_scapy(data: bytes) -> None:
+    """RFC 1071 over any bytes (odd lengths, and all zeros: the complement of +0 is 0xFFFF)."""
+    from scapy.utils import checksum as scapy_checksum
+    from nfkit.checksum import checksum, verify
+    c = checksum(data)
+    assert c == scapy_checksum(data)
+    if any(data):                     # the data with its checksum sums to -0
+        assert verify(data + b"\0" * (len(data) & 1) + c.to_bytes(2, "big"))
+
+
+@given(st.binary(min_size=2, max_size=40).filter(lambda b: len(b) % 2 == 0 and any(b[2:])),
+       st.integers(0, 0xFFFF))
+def test_update_equals_a_full_recomputation(data: bytes, word: int) -> None:
+    """RFC 1624: changing the first word gives exactly the checksum Scapy computes anew."""
+    from scapy.utils import checksum as scapy_checksum
+    from nfkit.checksum import update
+    old = int.from_bytes(data[:2], "big")
+    new_data = word.to_bytes(2, "big") + data[2:]
+    assert update(scapy_checksum(data), old, word) == scapy_checksum(new_data)
+
+
+# -- address rewrites that land a checksum on its edges ---------------------------------------------
+
+@pytest.mark.parametrize("v6", [False, True])
+@pytest.mark.parametrize("land_on", [0, 1, 0xFFFE])
+def test_address_rewrite_lands_a_udp_checksum_on_its_edges(v6: bool, land_on: int) -> None:
+    """An address change that brings the UDP sum to -0 must store 0xFFFF (0 is "none")."""
+    l3 = IPv6(src="2001:db8::1", dst="2001:db8::2") if v6 else IP(src="192.0.2.1", dst="192.0.2.2")
+    m = Mbuf.from_bytes(bytes(L2 / l3 / UDP(sport=7, dport=9) / b"edge"))
+    ip = m.parse(Ethernet).parse(Ipv6 if v6 else Ipv4)
+    udp = ip.parse(Udp)
+    # +d in the address is -d in the checksum (2**16 = 1 modulo 0xFFFF)
+    target = land_on or 0xFFFF
+    src = int(ip.src) + (udp.checksum - target) % 0xFFFF
+    ip.src = src % (1 << (128 if v6 else 32))
+    raw = m.to_bytes()
+    m.free()
+    assert Ether(raw)[UDP].chksum == (0xFFFF if land_on == 0 else land_on)
+    assert bad_checksums(raw) == []
+
+
+@given(v6_icmp(), st.ip_addresses(v=6), st.ip_addresses(v=6))
+def test_v6_address_rewrite_keeps_icmpv6_checksum(m: Mbuf, src, dst) -> None:
+    before = m.to_bytes()
+    ip6 = m.parse(Ethernet).parse(Ipv6)
+    ip6.src = src
+    ip6.dst = dst
+    raw = m.to_bytes()
+    m.free()
+    assert bad_checksums(raw) == []
+    assert changed_fields(before, raw) <= {"1:IPv6.src", "1:IPv6.dst"}
+
+
+def test_v6_address_rewrite_keeps_ndp_checksum() -> None:
+    from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr
+    raw = bytes(L2 / IPv6(src="fe80::1", dst="ff02::1:ff00:9") / ICMPv6ND_NS(tgt="fe80::9")
+                / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:01"))
+    m = Mbuf.from_bytes(raw)
+    ip6 = m.parse(Ethernet).parse(Ipv6)
+    ip6.src, ip6.dst = "fe80::1234", "ff02::1:ff12:3456"
+    before, raw = raw, m.to_bytes()
+    m.free()
+    assert bad_checksums(raw) == []
+    assert changed_fields(before, raw) == {"1:IPv6.src", "1:IPv6.dst"}

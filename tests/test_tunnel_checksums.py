@@ -26,7 +26,7 @@ from nfkit.packets.gtpu import GtpU
 from nfkit.packets.ipv6ext import Fragment, SegmentRouting
 from nfkit.packets.vxlan import Vxlan
 from nfkit.testing import mac_addrs
-from oracle import bad_checksums, compare, match
+from oracle import bad_checksums, compare, match, scapy_fields
 
 POOL = Mempool(capacity=63, name="tunnel-checksum-tests")
 
@@ -37,9 +37,10 @@ SCAPY_PORTS = frozenset({v for cls in (UDP, TCP) for fval, _ in cls.payload_gues
 ports = st.integers(0, 0xFFFF).filter(lambda p: p not in SCAPY_PORTS)
 
 
-def check(m: Mbuf, depth: int | None = None, kept: frozenset[int] = frozenset()) -> None:
+def check(m: Mbuf, depth: int | None = None, kept: frozenset[int] = frozenset()) -> dict[str, Any]:
     """Every checksum in ``m`` is what Scapy computes (except those of the nfkit layers in
-    ``kept``, whose checksum a test set by hand), and Scapy reads every field as nfkit."""
+    ``kept``, whose checksum a test set by hand), and Scapy reads every field as nfkit.
+    Returns every field as Scapy reads it (:func:`oracle.scapy_fields`)."""
     raw = m.to_bytes()
     probe = Mbuf.from_bytes(raw, POOL)
     try:
@@ -50,6 +51,7 @@ def check(m: Mbuf, depth: int | None = None, kept: frozenset[int] = frozenset())
         keep = [match(layers, Ether(raw))[i] for i in kept]
         assert bad_checksums(raw, keep) == [], [p.NAME for p in layers]
         compare(layers, raw)
+        return scapy_fields(layers, raw)
     finally:
         probe.free()
 
@@ -360,6 +362,29 @@ def actions(p: Any) -> list[str]:
     return out
 
 
+def _bits(f: Any) -> set[int]:
+    mask = f.mask or (1 << (8 * f.width)) - 1
+    return {8 * (f.offset + f.width) - 1 - b for b in range(8 * f.width) if mask >> b & 1}
+
+
+def touched(i: int, p: Any, action: str) -> set[str]:
+    """The fields (``scapy_fields`` keys) ``action`` on layer ``i`` may change, besides
+    checksums: the field set, and the fields sharing its bits (aliases)."""
+    kind, _, rest = action.partition(":")
+    if kind == "vlan":
+        k, name = rest.split(":")
+        return {f"{i}:VLAN{k}.{name}"}
+    if kind == "field":
+        fields = _fields(type(p))
+        mine = _bits(fields[rest])
+        return {f"{i}:{p.NAME}.{n}" for n, f in fields.items() if _bits(f) & mine}
+    names = {"opt": {rest}, "decrement_ttl": {"ttl"}, "decrement_hop_limit": {"hop_limit"},
+             "swap_addresses": {"dst", "src"}, "segments": {"segments"}, "no_checksum": set()}
+    if kind == "option":
+        return {f"{i}:opt0.addr"}
+    return {f"{i}:{p.NAME}.{n}" for n in names[kind if kind in names else action]}
+
+
 def act(draw: Any, p: Any, action: str) -> bool:
     """Do ``action`` on ``p``; True when it set a checksum by hand."""
     kind, _, rest = action.partition(":")
@@ -388,7 +413,7 @@ def test_setter_rounds_keep_every_checksum_scapy_agrees(data: Any) -> None:
     idle = POOL.in_use
     m, depth = data.draw(chains(), label="packet")
     try:
-        check(m, depth)
+        seen = check(m, depth)
         kept: set[int] = set()
         for _ in range(data.draw(st.integers(1, 6), label="rounds")):
             layers = dissect(m)[0]
@@ -398,8 +423,85 @@ def test_setter_rounds_keep_every_checksum_scapy_agrees(data: Any) -> None:
                 if act(data.draw, layers[i], action):
                     kept.add(i)
             except FieldValueError:
-                continue                              # refused, nothing changed
-            check(m, depth, frozenset(kept))
+                assert check(m, depth, frozenset(kept)) == seen   # refused: nothing changed
+                continue
+            now = check(m, depth, frozenset(kept))
+            # nothing but the field set and checksums changed (a fix written to the wrong
+            # word would keep every sum right and still garble a field)
+            changed = {k for k in now if now[k] != seen[k] and not k.endswith(".checksum")}
+            assert changed <= touched(i, layers[i], action), (action, changed)
+            seen = now
     finally:
         m.free()
     assert POOL.in_use == idle
+
+
+# -- every setter that ripples, inside a tunnel ---------------------------------------------------
+
+def _in_vxlan(build: Any) -> Any:
+    """VXLAN over IPv6 / Ethernet / what ``build(eth)`` pushes; reconciled."""
+    udp = _outer(True).push(Udp)
+    udp.src_port = 49152
+    eth = udp.push(Vxlan).push(Ethernet)
+    eth.src, eth.dst = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
+    inner = build(eth)
+    inner.reconcile_all()
+    return inner
+
+
+def test_gre_key_and_sequence_inside_a_tunnel() -> None:
+    """GRE without its own checksum: a new key or sequence number moves the outer UDP's."""
+    def build(eth: Ethernet) -> Tcp:
+        ip = eth.push(Ipv4)
+        ip.src, ip.dst = "10.0.0.1", "10.0.0.2"
+        gre = ip.push(Gre)
+        gre.key, gre.sequence = 1, 2
+        return _inner_tcp(gre)
+    tcp = _in_vxlan(build)
+    gre = tcp.envelope.envelope
+    check(tcp.mbuf, 9)
+    gre.key = 0xCAFEBABE
+    gre.sequence = 0xFFFFFFFF
+    check(tcp.mbuf, 9)
+    tcp.mbuf.free()
+
+
+def test_srh_segments_and_tlvs_inside_a_tunnel() -> None:
+    """A same-size segment list (segments[0] included: the TCP checksum follows through the
+    pseudo-header) and same-size TLVs move the outer UDP checksum by what they change."""
+    def build(eth: Ethernet) -> Tcp:
+        ip = eth.push(Ipv6)
+        ip.src, ip.dst = "fd00::1", "fd00::2"
+        srh = ip.push(SegmentRouting)
+        srh.segments = ["fd00::a", "fd00::b"]
+        srh.tlvs = bytes(8)
+        srh.segments_left = 1
+        tcp = srh.push(Tcp)
+        tcp.set_payload(b"sr")
+        return tcp
+    tcp = _in_vxlan(build)
+    srh = tcp.envelope
+    check(tcp.mbuf, 8)
+    srh.segments = ["fd00::c", "fd00::d"]
+    check(tcp.mbuf, 8)
+    srh.tlvs = bytes([1, 6]) + bytes(6)              # a PadN TLV of the same size
+    check(tcp.mbuf, 8)
+    tcp.mbuf.free()
+
+
+def test_no_checksum_inside_a_tunnel() -> None:
+    """An inner UDP dropping its checksum changes bytes the outer UDP covers."""
+    def build(eth: Ethernet) -> Udp:
+        ip = eth.push(Ipv4)
+        ip.src, ip.dst = "10.0.0.1", "10.0.0.2"
+        udp = ip.push(Udp)
+        udp.src_port, udp.dst_port = 1000, 2000
+        udp.set_payload(b"inner datagram")
+        return udp
+    udp = _in_vxlan(build)
+    check(udp.mbuf, 7)
+    udp.no_checksum()
+    udp.dst_port = 3000                              # (and the next change goes out too)
+    assert udp.checksum == 0
+    check(udp.mbuf, 7)
+    udp.mbuf.free()

@@ -224,6 +224,19 @@ def test_gre_errors(pool: Mempool) -> None:
     with pytest.raises(MalformedError, match="version is 1"):
         m.parse(Ethernet).parse(Ipv4).parse(Gre)
     m.free()
+    bad = bytearray(raw)
+    bad[34] |= 0x40                           # RFC 1701's routing bit: fields nfkit lacks
+    m = Mbuf.from_bytes(bytes(bad), pool)
+    with pytest.raises(MalformedError, match="routing bit"):
+        m.parse(Ethernet).parse(Ipv4).parse(Gre)
+    m.free()
+    m = Mbuf.from_bytes(bytes(raw), pool)
+    gre = m.parse(Ethernet).parse(Ipv4).parse(Gre)
+    for name in ("routing_present", "version"):
+        with pytest.raises(FieldValueError, match=f"GRE {name} must be 0"):
+            setattr(gre, name, 1)
+    assert m.to_bytes() == bytes(raw)
+    m.free()
     m = Mbuf.from_bytes(bytes(raw), pool)
     with pytest.raises(ProtocolMismatch, match="GRE protocol type is 0x0800"):
         m.parse(Ethernet).parse(Ipv4).parse(Gre).parse(Ipv6)
