@@ -362,3 +362,78 @@ def test_v6_address_rewrite_keeps_ndp_checksum() -> None:
     m.free()
     assert bad_checksums(raw) == []
     assert changed_fields(before, raw) == {"1:IPv6.src", "1:IPv6.dst"}
+
+
+# -- every header class through the oracle -----------------------------------------------------------
+
+def _chains() -> list[tuple]:
+    """A chain that ends in (or passes through) each header class nfkit can push."""
+    from nfkit.packets import (Arp, DestinationUnreachable, EchoReply, EchoRequest, Fragment,
+                               Gre, GtpU, Icmpv6DestinationUnreachable, Icmpv6EchoReply,
+                               Icmpv6EchoRequest, Icmpv6ParameterProblem, Icmpv6TimeExceeded,
+                               NdpRedirect, NeighborAdvertisement, NeighborSolicitation,
+                               PacketTooBig, ParameterProblem, Redirect, RouterAdvertisement,
+                               RouterSolicitation, SegmentRouting, TimeExceeded, Vxlan)
+    v4 = [EchoRequest, EchoReply, DestinationUnreachable, TimeExceeded, Redirect, ParameterProblem]
+    v6 = [Icmpv6EchoRequest, Icmpv6EchoReply, Icmpv6DestinationUnreachable, PacketTooBig,
+          Icmpv6TimeExceeded, Icmpv6ParameterProblem, RouterSolicitation, RouterAdvertisement,
+          NeighborSolicitation, NeighborAdvertisement, NdpRedirect]
+    return ([(Ethernet, Arp), (Ethernet, Ipv6, Fragment, Udp), (Ethernet, Ipv6, SegmentRouting, Tcp),
+             (Ethernet, Ipv4, Gre, Ipv6, Tcp), (Ethernet, Ipv6, Gre, Ethernet, Ipv4, Udp),
+             (Ethernet, Ipv4, Udp, Vxlan, Ethernet, Ipv6, Udp),
+             (Ethernet, Ipv6, Udp, GtpU, Ipv4, Tcp)]
+            + [(Ethernet, Ipv4, c) for c in v4] + [(Ethernet, Ipv6, c) for c in v6])
+
+
+@pytest.mark.parametrize("chain", _chains(), ids=lambda c: "/".join(k.__name__ for k in c))
+@given(data=st.data())
+def test_every_header_class_nfkit_builds_scapy_reads(chain: tuple, data) -> None:
+    """Every field of every header class (NDP options and VLAN tags too) reads the same in
+    Scapy, and every checksum is Scapy's, on packets with every field drawn."""
+    from nfkit.packets import LinkLayerAddress, Mtu, PrefixInformation
+    from nfkit.testing import mac_addrs, packet
+    icmp = chain[-1].NAME.startswith("ICMP")
+    m = data.draw(packet(*chain, payload=b"" if hasattr(chain[-1], "options") else
+                         st.binary(max_size=48 if icmp else 24)))
+    try:
+        layers, err = dissect(m)
+        assert err is None and [type(p) for p in layers] == list(chain)
+        last = layers[-1]
+        for f in type(last).ALL_FIELDS:       # the fields generated packets pin too
+            if not (f.derived or f.alias or f.structural):
+                value = st.booleans() if f.kind == "flag" else st.integers(0, f.max) \
+                    if f.kind == "int" else None
+                if value is not None:
+                    setattr(last, f.name, data.draw(value, label=f.name))
+        last.reconcile_all()
+        if hasattr(last, "add_option"):
+            last.add_option(LinkLayerAddress, addr=data.draw(mac_addrs))
+            last.add_option(Mtu, mtu=data.draw(st.integers(0, 2**32 - 1)))
+            last.add_option(PrefixInformation, prefix_length=data.draw(st.integers(0, 128)),
+                            prefix=data.draw(st.ip_addresses(v=6)), on_link=True)
+            last.reconcile_all()
+        if data.draw(st.booleans()):
+            layers[0].push_vlan(data.draw(st.integers(0, 4095)))
+        raw = m.to_bytes()
+        again = _parse_all(raw)
+        assert [type(p) for p in again] == list(chain)
+        compare(again, raw)
+        assert bad_checksums(raw) == []
+    finally:
+        m.free()
+
+
+@pytest.mark.parametrize("frame", [
+    "ICMP(type=13)",                       # timestamp: nfkit's generic ICMPv4 header
+    "ICMPv6MLQuery()",                     # MLD: nfkit's generic ICMPv6 header
+])
+def test_generic_icmp_headers_scapy_reads_the_same(frame: str) -> None:
+    from scapy.layers.inet import ICMP  # noqa: F401  (eval)
+    from scapy.layers.inet6 import ICMPv6MLQuery  # noqa: F401
+    l3 = IP(src="192.0.2.1", dst="192.0.2.2") if frame.startswith("ICMP(") else \
+        IPv6(src="fe80::1", dst="ff02::1")
+    raw = bytes(L2 / l3 / eval(frame))
+    layers = _parse_all(raw)
+    assert layers[-1].NAME in ("ICMPv4", "ICMPv6")
+    compare(layers, raw)
+    assert bad_checksums(raw) == []
