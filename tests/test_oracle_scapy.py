@@ -5,7 +5,9 @@ must know every header and field nfkit has (an unmapped one is an error, not a s
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv6Address
+from typing import Iterator
 
 import pytest
 from hypothesis import given, strategies as st
@@ -13,7 +15,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import GRE, Dot1AD, Dot1Q, Ether
 
-from nfkit import Mbuf
+from nfkit import Mbuf, Mempool
 from nfkit.packets import Ethernet, Ipv4, Ipv6, Tcp, Udp
 from nfkit.packets.dissect import dissect
 from nfkit.testing import sr_tcp, v4_icmp, v4_tcp, v4_udp, v6_icmp, v6_tcp, v6_udp
@@ -22,6 +24,10 @@ from oracle import bad_checksums, compare, recomputed, scapy_fields, unmapped
 payloads = st.binary(max_size=40)
 #: Scapy looks MAC addresses up (ARP, with a timeout) unless they are given
 L2 = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+#: packets of these tests, and the copies they parse: not the default pool, which other
+#: tests size (hypothesis may discard an example whose packet a strategy already built)
+POOL = Mempool(capacity=4095, name="oracle-tests")
+PARSE_POOL = Mempool(capacity=15, name="oracle-parse")
 
 
 def _check_nfkit_built(m: Mbuf) -> None:
@@ -33,22 +39,22 @@ def _check_nfkit_built(m: Mbuf) -> None:
     m.free()
 
 
-@given(v4_udp(payload=payloads))
+@given(v4_udp(payload=payloads, pool=POOL))
 def test_v4_udp_nfkit_builds_scapy_agrees(m: Mbuf) -> None:
     _check_nfkit_built(m)
 
 
-@given(v4_tcp(payload=payloads))
+@given(v4_tcp(payload=payloads, pool=POOL))
 def test_v4_tcp_nfkit_builds_scapy_agrees(m: Mbuf) -> None:
     _check_nfkit_built(m)
 
 
-@given(v6_udp(payload=payloads))
+@given(v6_udp(payload=payloads, pool=POOL))
 def test_v6_udp_nfkit_builds_scapy_agrees(m: Mbuf) -> None:
     _check_nfkit_built(m)
 
 
-@given(v6_tcp(payload=payloads))
+@given(v6_tcp(payload=payloads, pool=POOL))
 def test_v6_tcp_nfkit_builds_scapy_agrees(m: Mbuf) -> None:
     _check_nfkit_built(m)
 
@@ -59,18 +65,36 @@ v4 = st.ip_addresses(v=4).map(str)
 v6 = st.ip_addresses(v=6).map(str)
 
 
-def _parse_all(raw: bytes) -> list:
-    m = Mbuf.from_bytes(raw)
-    layers, err = dissect(m)
-    assert err is None, err
-    return layers
+@pytest.fixture(autouse=True)
+def no_leak() -> Iterator[None]:
+    """Every copy a test parses goes back."""
+    yield
+    assert PARSE_POOL.in_use == 0
+
+
+@contextmanager
+def parsed(raw: bytes) -> Iterator[list]:
+    """The nfkit layers of a copy of ``raw`` (freed on exit)."""
+    m = Mbuf.from_bytes(raw, PARSE_POOL)
+    try:
+        layers, err = dissect(m)
+        assert err is None, err
+        yield layers
+    finally:
+        m.free()
+
+
+def compare_all(raw: bytes) -> None:
+    with parsed(raw) as layers:
+        compare(layers, raw)
 
 
 def changed_fields(before: bytes, after: bytes) -> set[str]:
     """The fields (checksums aside) Scapy reads differently in ``after``: a setter must
     change its own field only (a checksum fix written to the wrong word keeps every sum
     right and garbles a field)."""
-    a, b = scapy_fields(_parse_all(before), before), scapy_fields(_parse_all(after), after)
+    with parsed(before) as la, parsed(after) as lb:
+        a, b = scapy_fields(la, before), scapy_fields(lb, after)
     return {k for k in b if a[k] != b[k] and not k.endswith(".checksum")}
 
 
@@ -84,12 +108,11 @@ def test_scapy_builds_v4_udp_nfkit_agrees(src, dst, ip_src, ip_dst, tos, ttl, id
                                          flags=flags, options=[IPOption(options)] if options else [])
            / UDP(sport=sport, dport=dport) / payload)
     raw = bytes(pkt)
-    layers = _parse_all(raw)
-    assert [type(p) for p in layers] == [Ethernet, Ipv4, Udp]
-    compare(layers, raw)
-    assert layers[1].options == options and layers[1].checksum_ok
-    assert layers[2].payload == payload and layers[2].checksum_ok
-    layers[0].reset().free()
+    with parsed(raw) as layers:
+        assert [type(p) for p in layers] == [Ethernet, Ipv4, Udp]
+        compare(layers, raw)
+        assert layers[1].options == options and layers[1].checksum_ok
+        assert layers[2].payload == payload and layers[2].checksum_ok
 
 
 @given(sport=ports, dport=ports, seq=st.integers(0, 2**32 - 1), ack=st.integers(0, 2**32 - 1),
@@ -109,20 +132,19 @@ def test_scapy_builds_v6_tcp_nfkit_agrees(sport, dport, seq, ack, flags, window,
            / TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, window=window,
                  urgptr=urg, options=options) / payload)
     raw = bytes(pkt)
-    layers = _parse_all(raw)
-    assert [type(p) for p in layers] == [Ethernet, Ipv6, Tcp]
-    compare(layers, raw)
-    eth, _, tcp = layers
-    if isinstance(vlan, int):
-        assert eth.vlan_id == vlan and eth.is_dot1q
-    elif vlan:
-        assert [t.vid for t in eth.vlans] == list(vlan) and eth.is_qinq
-    assert tcp.payload == payload and tcp.checksum_ok
-    assert tcp.options == bytes(pkt[TCP])[20:tcp.header_len]
-    eth.reset().free()
+    with parsed(raw) as layers:
+        assert [type(p) for p in layers] == [Ethernet, Ipv6, Tcp]
+        compare(layers, raw)
+        eth, _, tcp = layers
+        if isinstance(vlan, int):
+            assert eth.vlan_id == vlan and eth.is_dot1q
+        elif vlan:
+            assert [t.vid for t in eth.vlans] == list(vlan) and eth.is_qinq
+        assert tcp.payload == payload and tcp.checksum_ok
+        assert tcp.options == bytes(pkt[TCP])[20:tcp.header_len]
 
 
-@given(v4_tcp(), st.ip_addresses(v=4), ports)
+@given(v4_tcp(pool=POOL), st.ip_addresses(v=4), ports)
 def test_nat_style_rewrite_keeps_checksums_scapy_valid(m: Mbuf, new_src, new_port) -> None:
     before = m.to_bytes()
     tcp = m.parse(Ethernet).parse(Ipv4).parse(Tcp)
@@ -136,7 +158,7 @@ def test_nat_style_rewrite_keeps_checksums_scapy_valid(m: Mbuf, new_src, new_por
     m.free()
 
 
-@given(v6_udp(), st.ip_addresses(v=6))
+@given(v6_udp(pool=POOL), st.ip_addresses(v=6))
 def test_v6_address_rewrite_keeps_udp_checksum(m: Mbuf, new_dst) -> None:
     before = m.to_bytes()
     udp = m.parse(Ethernet).parse(Ipv6).parse(Udp)
@@ -145,11 +167,11 @@ def test_v6_address_rewrite_keeps_udp_checksum(m: Mbuf, new_dst) -> None:
     assert changed_fields(before, raw) <= {"1:IPv6.dst"}
     assert bad_checksums(raw) == [] and recomputed(raw) == raw
     assert IPv6Address(Ether(raw)[IPv6].dst) == new_dst
-    compare(_parse_all(raw), raw)
+    compare_all(raw)
     m.free()
 
 
-@given(st.one_of(sr_tcp(payload=payloads), v4_icmp(), v6_icmp()))
+@given(st.one_of(sr_tcp(payload=payloads, pool=POOL), v4_icmp(pool=POOL), v6_icmp(pool=POOL)))
 def test_sr_and_icmp_strategies_scapy_checksums(m: Mbuf) -> None:
     """What the other strategies build, Scapy dissects with the same checksums."""
     from scapy.layers.inet import ICMP
@@ -170,8 +192,8 @@ def test_sr_and_icmp_strategies_scapy_checksums(m: Mbuf) -> None:
     m.free()
 
 
-@given(v4_udp(dst_port=53, ipv4_ttl=1, eth_src="02:00:00:00:00:09"),
-       sr_tcp(sr_segments=[IPv6Address("2001:db8::1")], sr_segments_left=0))
+@given(v4_udp(dst_port=53, ipv4_ttl=1, eth_src="02:00:00:00:00:09", pool=POOL),
+       sr_tcp(sr_segments=[IPv6Address("2001:db8::1")], sr_segments_left=0, pool=POOL))
 def test_strategy_overrides(m: Mbuf, sr: Mbuf) -> None:
     """Bare field names resolve when unambiguous; prefixed names always."""
     from nfkit.packets import SegmentRouting
@@ -253,11 +275,12 @@ def test_oracle_compare_rejects_a_wrong_field() -> None:
     import pytest as _pytest
     a = bytes(L2 / IP(src="192.0.2.1", dst="192.0.2.2", ttl=9) / UDP(sport=1, dport=2))
     b = bytes(L2 / IP(src="192.0.2.1", dst="192.0.2.2", ttl=8) / UDP(sport=1, dport=2))
-    compare(_parse_all(a), a)
-    with _pytest.raises(AssertionError, match="IPv4.ttl"):
-        compare(_parse_all(a), b)
-    with _pytest.raises(AssertionError, match="nfkit layer 1 is IPv4, Scapy's is IPv6"):
-        compare(_parse_all(a), bytes(L2 / IPv6(src="::1", dst="::2") / UDP()))
+    compare_all(a)
+    with parsed(a) as layers:
+        with _pytest.raises(AssertionError, match="IPv4.ttl"):
+            compare(layers, b)
+        with _pytest.raises(AssertionError, match="nfkit layer 1 is IPv4, Scapy's is IPv6"):
+            compare(layers, bytes(L2 / IPv6(src="::1", dst="::2") / UDP()))
 
 
 # -- edges where a wrong modulus shows ------------------------------------------------------
@@ -266,7 +289,7 @@ def _v4_with_checksum(target: int, ttl: int) -> Mbuf:
     """Ethernet / IPv4 / UDP whose IPv4 header checksum is ``target`` (steered through the
     identification field: +d there is -d in the checksum, modulo 0xFFFF)."""
     m = Mbuf.from_bytes(bytes(L2 / IP(src="192.0.2.1", dst="192.0.2.2", ttl=ttl, id=0)
-                              / UDP(sport=1, dport=2)))
+                              / UDP(sport=1, dport=2)), POOL)
     ip = m.parse(Ethernet).parse(Ipv4)
     ip.identification = (ip.checksum - target) % 0xFFFF
     assert ip.checksum == target
@@ -326,7 +349,7 @@ def test_update_equals_a_full_recomputation(data: bytes, word: int) -> None:
 def test_address_rewrite_lands_a_udp_checksum_on_its_edges(v6: bool, land_on: int) -> None:
     """An address change that brings the UDP sum to -0 must store 0xFFFF (0 is "none")."""
     l3 = IPv6(src="2001:db8::1", dst="2001:db8::2") if v6 else IP(src="192.0.2.1", dst="192.0.2.2")
-    m = Mbuf.from_bytes(bytes(L2 / l3 / UDP(sport=7, dport=9) / b"edge"))
+    m = Mbuf.from_bytes(bytes(L2 / l3 / UDP(sport=7, dport=9) / b"edge"), POOL)
     ip = m.parse(Ethernet).parse(Ipv6 if v6 else Ipv4)
     udp = ip.parse(Udp)
     # +d in the address is -d in the checksum (2**16 = 1 modulo 0xFFFF)
@@ -339,7 +362,7 @@ def test_address_rewrite_lands_a_udp_checksum_on_its_edges(v6: bool, land_on: in
     assert bad_checksums(raw) == []
 
 
-@given(v6_icmp(), st.ip_addresses(v=6), st.ip_addresses(v=6))
+@given(v6_icmp(pool=POOL), st.ip_addresses(v=6), st.ip_addresses(v=6))
 def test_v6_address_rewrite_keeps_icmpv6_checksum(m: Mbuf, src, dst) -> None:
     before = m.to_bytes()
     ip6 = m.parse(Ethernet).parse(Ipv6)
@@ -355,7 +378,7 @@ def test_v6_address_rewrite_keeps_ndp_checksum() -> None:
     from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr
     raw = bytes(L2 / IPv6(src="fe80::1", dst="ff02::1:ff00:9") / ICMPv6ND_NS(tgt="fe80::9")
                 / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:01"))
-    m = Mbuf.from_bytes(raw)
+    m = Mbuf.from_bytes(raw, POOL)
     ip6 = m.parse(Ethernet).parse(Ipv6)
     ip6.src, ip6.dst = "fe80::1234", "ff02::1:ff12:3456"
     before, raw = raw, m.to_bytes()
@@ -393,8 +416,11 @@ def test_every_header_class_nfkit_builds_scapy_reads(chain: tuple, data) -> None
     from nfkit.packets import LinkLayerAddress, Mtu, PrefixInformation
     from nfkit.testing import mac_addrs, packet
     icmp = chain[-1].NAME.startswith("ICMP")
+    from test_tunnel_checksums import ports   # not one Scapy decodes first (53: DNS)
+    free = {"udp_src_port": ports}
     m = data.draw(packet(*chain, payload=b"" if hasattr(chain[-1], "options") else
-                         st.binary(max_size=48 if icmp else 24)))
+                         st.binary(max_size=48 if icmp else 24), pool=POOL,
+                         **(free if Udp in chain[:-1] else {})))
     try:
         layers, err = dissect(m)
         assert err is None and [type(p) for p in layers] == list(chain)
@@ -415,9 +441,9 @@ def test_every_header_class_nfkit_builds_scapy_reads(chain: tuple, data) -> None
         if data.draw(st.booleans()):
             layers[0].push_vlan(data.draw(st.integers(0, 4095)))
         raw = m.to_bytes()
-        again = _parse_all(raw)
-        assert [type(p) for p in again] == list(chain)
-        compare(again, raw)
+        with parsed(raw) as again:
+            assert [type(p) for p in again] == list(chain)
+            compare(again, raw)
         assert bad_checksums(raw) == []
     finally:
         m.free()
@@ -433,7 +459,7 @@ def test_generic_icmp_headers_scapy_reads_the_same(frame: str) -> None:
     l3 = IP(src="192.0.2.1", dst="192.0.2.2") if frame.startswith("ICMP(") else \
         IPv6(src="fe80::1", dst="ff02::1")
     raw = bytes(L2 / l3 / eval(frame))
-    layers = _parse_all(raw)
-    assert layers[-1].NAME in ("ICMPv4", "ICMPv6")
-    compare(layers, raw)
+    with parsed(raw) as layers:
+        assert layers[-1].NAME in ("ICMPv4", "ICMPv6")
+        compare(layers, raw)
     assert bad_checksums(raw) == []
