@@ -17,6 +17,7 @@ from nfkit import (FieldValueError, MalformedError, Mbuf, Mempool, ParseError,
 from nfkit.packets import Ethernet, IpProtocol, Ipv4, Ipv6, Tcp, Udp
 from nfkit.packets.dissect import dissect, summarize
 from nfkit.packets.ipv6ext import Fragment, SegmentRouting
+from oracle import bad_checksums, compare
 
 POOL = Mempool(capacity=63, name="ipv6ext-tests")
 SRC, DST = IPv6Address("2001:db8::1"), IPv6Address("2001:db8::2")
@@ -296,6 +297,33 @@ def test_pseudo_header_follows_segments_and_removal(pool: Mempool) -> None:
     assert tcp.checksum_ok and tcp.payload == before
     env.reconcile()
     assert scapy_tcp_checksum(m.to_bytes())[0] == scapy_tcp_checksum(m.to_bytes())[1]
+    m.free()
+
+
+def test_segments_left_0_keeps_segments_0_in_the_pseudo_header(pool: Mempool) -> None:
+    """nfkit's pseudo-header destination is segments[0] whatever segments_left says (RFC
+    8200 8.1's final destination); Scapy and Linux take the IPv6 destination once
+    segments_left is 0.  For a packet whose destination is its last segment by then the two
+    agree (Scapy's own rule is the oracle here); setters keep the checksum right throughout
+    (the oracle applies nfkit's rule where the two differ)."""
+    m = srh_tcp(pool, segments=SEGS, segments_left=1)
+    srh = m.parse(Ethernet).parse(Ipv6).parse(SegmentRouting)
+    ip6 = srh.envelope
+    srh.segments_left = 0                                   # an endpoint's last step...
+    ip6.dst = SEGS[0]                                       # ...puts the last segment in DA
+    stored, scapy_says = scapy_tcp_checksum(m.to_bytes())   # Scapy: DA, as segleft is 0
+    assert stored == scapy_says
+    for change in (lambda: setattr(ip6, "dst", "2001:db8::55"),  # DA is not segments[0] now
+                   lambda: setattr(srh, "segments_left", 2),
+                   lambda: setattr(srh, "segments", SEGS[::-1]),
+                   lambda: setattr(srh, "segments_left", 0),
+                   srh.remove):
+        change()
+        raw = m.to_bytes()
+        assert bad_checksums(raw) == [], raw.hex()
+        probe = Mbuf.from_bytes(raw, pool)
+        compare(dissect(probe)[0], raw)
+        probe.free()
     m.free()
 
 

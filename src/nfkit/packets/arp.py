@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any
 
-from ..errors import MalformedError
+from ..errors import FieldValueError, MalformedError
 from .base import Packet
 from .constants import EtherType
 from .fields import Ip4, Mac, U8, U16
@@ -45,8 +45,10 @@ class Arp(Packet):
         U16("hardware_type", 0, default=1, derived=True, doc="1 = Ethernet"),
         U16("protocol_type", 2, default=EtherType.IPV4, derived=True, fmt="hex",
             enum=EtherType, doc="EtherType of the protocol addresses"),
-        U8("hardware_addr_len", 4, default=6, derived=True),
-        U8("protocol_addr_len", 5, default=4, derived=True),
+        U8("hardware_addr_len", 4, default=6, derived=True, bounded=True,
+           doc="6: the address fields sit where declared only for MAC addresses"),
+        U8("protocol_addr_len", 5, default=4, derived=True, bounded=True,
+           doc="4: the address fields sit where declared only for IPv4 addresses"),
         U16("operation", 6, default=ArpOp.REQUEST, enum=ArpOp),
         Mac("sender_hw_addr", 8),
         Ip4("sender_ip", 14),
@@ -74,6 +76,12 @@ class Arp(Packet):
             if got != want:
                 raise MalformedError(self.NAME, f"{name} is {got:#x}, expected {want:#x} "
                                                 f"({meaning})")
+
+    def _bound(self, name: str, value: int) -> None:
+        want = 6 if name == "hardware_addr_len" else 4
+        if value != want:
+            raise FieldValueError(f"ARP {name} {value}: only Ethernet/IPv4 ARP is modelled "
+                                  f"({want}); other lengths move every address field")
 
     @property
     def is_request(self) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import types
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, TypeVar
 
+from ..checksum import ones_sum as _ones_sum
 from ..errors import (FieldValueError, MalformedError, ProtocolMismatch, ReadOnlyError,
                       TruncatedError)
 from .fields import Field, default_bytes, format_value, install_accessors, readonly_property
@@ -90,6 +91,8 @@ class Packet:
     CHECKSUM_ZERO_MEANS_NONE: ClassVar[bool] = False
     #: the covering checksum is found by :meth:`_csum_fix` (e.g. NDP options in ICMPv6)
     CHECKSUM_VIA_METHOD: ClassVar[bool] = False
+    #: the header's checksum covers its payload too (UDP, GRE): see :meth:`_ripple`
+    COVERS_PAYLOAD: ClassVar[bool] = False
     ETHERTYPE: ClassVar[int | None] = None
     IP_PROTOCOL: ClassVar[int | None] = None
     IP_FAMILY: ClassVar[int | None] = None
@@ -415,13 +418,61 @@ class Packet:
         return f"{self.NAME} does not carry another known header"
 
     # -- checksums ----------------------------------------------------------------------
+    # Sums below are ones'-complement sums of 16-bit words counted from this header's first
+    # byte (a byte at an even header offset is a high byte): what the generated setters
+    # compute, see fields.py.
     def _csum_fix(self, old: int, new: int) -> None:
         """Adjust the checksum covering this header after words summing to ``old`` became
         ``new`` (classes without a fixed ``CHECKSUM`` offset override it)."""
 
-    def _pseudo_fix(self, old: int, new: int, offset: int) -> None:
+    def _pseudo_fix(self, old: int, new: int, offset: int) -> int:
         """The pseudo-header address at header offset ``offset`` changed from ``old`` to
-        ``new`` (IP headers override this to fix the transport checksum)."""
+        ``new`` (IP headers override this to fix the transport checksum).  Returns how much
+        that fix changed the sum of the bytes after this header's start (for :meth:`_ripple`)."""
+        return 0
+
+    def _bound(self, name: str, value: int) -> None:
+        """Refuse (:class:`FieldValueError`) a value of field ``name`` (declared with
+        ``bounded``) that would put the header past its packet or break its layout."""
+
+    def _header_sum(self) -> int:
+        """The ones'-complement sum of this header's bytes."""
+        return _ones_sum(self._buf[self._abs:self._abs + self._hlen])
+
+    def _rewrite(self, change: Any, *args: Any) -> None:
+        """Run ``change(*args)``, a hand-written change of this header's bytes; when the
+        header kept its length, pass the change of its sum on to the enclosing checksums
+        (a resize changes lengths: those wait for ``reconcile_all``)."""
+        h0 = self._hlen
+        s0 = self._header_sum()
+        change(*args)
+        if self._hlen == h0:
+            self._ripple(self._header_sum() - s0)
+
+    def _ripple(self, d: int) -> None:
+        """Bytes of this header changed the sum of its words by ``d`` and no checksum of its
+        own absorbed that: fix the innermost enclosing checksum that covers them.
+
+        Only a UDP (with a checksum) or GRE (with the C bit) envelope covers its payload.
+        The one that absorbs the change ends the walk: its checksum moves by ``-d``, so the
+        sum of everything it covers -- all that any checksum further out sees -- is
+        unchanged.  A UDP without a checksum (0) passes the change on outwards.
+        """
+        d %= 0xFFFF
+        if not d:
+            return
+        a = self._abs
+        p = self._env
+        while p._env is not None:
+            # an envelope starting an odd number of bytes earlier sees our high bytes as low
+            if p.COVERS_PAYLOAD and p._absorb(d * 256 if (a - p._abs) & 1 else d):
+                return
+            p = p._env
+
+    def _absorb(self, d: int) -> bool:
+        """Move this header's payload-covering checksum by ``-d``; False when it has none
+        (see :meth:`_ripple`)."""
+        return False
 
     def reconcile(self) -> None:
         """Recompute this header's derived fields (lengths, next-header, checksums)."""

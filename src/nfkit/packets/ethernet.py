@@ -84,9 +84,13 @@ class Ethernet(Packet):
         if not 0 <= v <= 0xFFFF:
             raise FieldValueError(f"ether_type must be in 0..65535, got {v}")
         a = self._abs + self._hlen - 2
-        self._buf[a] = v >> 8
-        self._buf[a + 1] = v & 0xFF
+        b = self._buf
+        old = (b[a] << 8) | b[a + 1]
+        b[a] = v >> 8
+        b[a + 1] = v & 0xFF
         self._next = KEY_ETHERTYPE | v
+        if v != old:
+            self._ripple(v - old)    # an inner frame (VXLAN): an outer checksum covers it
 
     def _validate(self, avail: int) -> None:
         b = self._buf

@@ -53,7 +53,9 @@ class Field:
     the transport pseudo-header (IP addresses); ``structural`` marks fields that set the
     header length (IPv4 IHL, TCP data offset, ...); ``alias`` marks another view of bits
     that other fields already declare (IPv6 traffic class = DSCP + ECN): it gets accessors
-    but is left out of ``repr`` and of generated packets.
+    but is left out of ``repr`` and of generated packets.  ``bounded``: the setter asks the
+    header's ``_bound`` first, which refuses values that would put the header past its
+    packet or change its layout (IPv4 IHL, SRH ``last_entry``, GRE's routing bit).
     """
 
     name: str
@@ -70,6 +72,7 @@ class Field:
     pseudo: bool = False
     structural: bool = False
     alias: bool = False
+    bounded: bool = False
     shift: int = dc_field(init=False, default=0)
     max: int = dc_field(init=False, default=0)
 
@@ -229,7 +232,9 @@ def _setter_source(f: Field, csum: int | None, csum_method: bool, zero_means_non
     0xFFFF, and 256**2 = 1 (mod 0xFFFF); so bytes ending at an odd header offset weigh 256,
     at an even one 1.  Changing a field from raw value ``o`` to ``n`` changes the sum by
     ``(n - o) * weight`` and the checksum by minus that (RFC 1624, in modular form: the
-    result equals a full recomputation).
+    result equals a full recomputation).  The header's own checksum absorbs the change when
+    it covers the field; otherwise the change (and that of a transport checksum fixed
+    through the pseudo-header) goes to the enclosing checksums: ``Packet._ripple``.
     """
     off, width, mask = f.narrowed()
     lines = ["def set(self, value):"]
@@ -247,52 +252,72 @@ def _setter_source(f: Field, csum: int | None, csum_method: bool, zero_means_non
             f"    if v < 0 or v > {f.max}:",
             f"        raise FieldValueError(f'{f.name} must be in 0..{f.max}, got {{v}}')",
         ]
+    if f.bounded:
+        lines.append(f"    self._bound({f.name!r}, v)")
     lines += ["    b = self._buf", "    a = self._abs"]
-    covered = (csum is not None or csum_method) and not (csum is not None and f.offset == csum)
-    track = covered or f.pseudo
-    weight = 256 if (off + width) % 2 else 1
-    if track:
-        lines.append(f"    o = {_raw_read(f, off, width)}")
+    own = csum is not None and f.offset != csum
+    if not (own or csum_method or f.pseudo):
+        # No checksum of this header covers the field: only an enclosing UDP or GRE may
+        # (a tunnel).  Look for one first, so that a plain packet's MAC write stays a
+        # plain write (the walk is a loop over 2-3 envelopes, no call).
+        lines += ["    p = self._env", "    while p._env is not None:",
+                  "        if p.COVERS_PAYLOAD:", "            break", "        p = p._env",
+                  "    else:", "        " + _plain_write(f, off, width, mask)]
+        if f.structural:
+            lines.append("        self._refresh()")
+        lines.append("        return")
+    lines.append(f"    o = {_raw_read(f, off, width)}")
     # the write itself; `n` is the new raw value of the narrowed bytes
     if f.kind in ("mac", "ipv6"):
-        lines.append(f"    b[a + {off}:a + {off + width}] = v")
-        if track:
-            lines.append("    n = _from_bytes(v, 'big')")
+        lines += [f"    b[a + {off}:a + {off + width}] = v", "    n = _from_bytes(v, 'big')"]
     elif f.kind == "ipv4":
-        lines.append(f"    _P32(b, a + {off}, v)")
-        if track:
-            lines.append("    n = v")
+        lines += [f"    _P32(b, a + {off}, v)", "    n = v"]
     elif mask:
         shift = (mask & -mask).bit_length() - 1
         keep = ~mask & ((1 << (8 * width)) - 1)
-        src = "o" if track else _read_int_expr(off, width)
-        lines.append(f"    n = ({src} & {keep:#x}) | (v << {shift})")
+        lines.append(f"    n = (o & {keep:#x}) | (v << {shift})")
         lines.append("    " + _write_int_stmt(off, width, "n"))
     else:
-        lines.append("    " + _write_int_stmt(off, width, "v"))
-        if track:
-            lines.append("    n = v")
-    if covered:
-        delta = f"(n - o) * {weight}" if weight != 1 else "(n - o)"
-        if csum is not None:
-            lines += [f"    c = a + {csum}", "    hc = (b[c] << 8) | b[c + 1]"]
-            ind = "    "
-            if zero_means_none:
-                lines.append("    if hc and n != o:")
-                ind = "        "
-            else:
-                lines.append("    if n != o:")
-                ind = "        "
-            lines.append(f"{ind}hc = (hc - {delta}) % 65535" + (" or 65535" if zero_means_none else ""))
-            # (a no-op write must not turn a stored 0xFFFF into 0: see the guard below)
-            lines += [f"{ind}b[c] = hc >> 8", f"{ind}b[c + 1] = hc & 255"]
+        lines += ["    " + _write_int_stmt(off, width, "v"), "    n = v"]
+    weight = 256 if (off + width) % 2 else 1
+    delta = f"(n - o) * {weight}" if weight != 1 else "(n - o)"
+    outer = []          # sum changes that no checksum of this header absorbs
+    if own:
+        # (the `n != o` guard: a no-op write must not turn a stored 0xFFFF into 0)
+        lines += ["    if n != o:", f"        c = a + {csum}", "        hc = (b[c] << 8) | b[c + 1]"]
+        if zero_means_none:
+            lines += ["        if hc:",
+                      f"            hc = (hc - {delta}) % 65535 or 65535",
+                      "            b[c] = hc >> 8", "            b[c + 1] = hc & 255",
+                      "        else:  # no checksum here: the next one out covers the field",
+                      f"            self._ripple({delta})"]
         else:
-            lines.append(f"    self._csum_fix(o * {weight}, n * {weight})")
+            lines += [f"        hc = (hc - {delta}) % 65535", "        b[c] = hc >> 8",
+                      "        b[c + 1] = hc & 255"]
+    elif csum_method:
+        lines += ["    if n != o:", f"        self._csum_fix(o * {weight}, n * {weight})"]
+    else:
+        outer.append(delta)     # no checksum of its own (or the checksum field itself)
     if f.pseudo:
-        lines.append(f"    self._pseudo_fix(o * {weight}, n * {weight}, {f.offset})")
+        outer.append(f"self._pseudo_fix(o * {weight}, n * {weight}, {f.offset})")
+    if outer:
+        lines += [f"    r = {' + '.join(outer)}", "    if r % 65535:", "        self._ripple(r)"]
     if f.structural:
         lines.append("    self._refresh()")
     return "\n".join(lines) + "\n"
+
+
+def _plain_write(f: Field, off: int, width: int, mask: int) -> str:
+    """One statement writing ``v`` into the field, with no checksum bookkeeping."""
+    if f.kind in ("mac", "ipv6"):
+        return f"b[a + {off}:a + {off + width}] = v"
+    if f.kind == "ipv4":
+        return f"_P32(b, a + {off}, v)"
+    if mask:
+        shift = (mask & -mask).bit_length() - 1
+        keep = ~mask & ((1 << (8 * width)) - 1)
+        return _write_int_stmt(off, width, f"({_read_int_expr(off, width)} & {keep:#x}) | (v << {shift})")
+    return _write_int_stmt(off, width, "v")
 
 
 def _compile(src: str, name: str, qual: str) -> Callable[..., Any]:

@@ -20,6 +20,7 @@ from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packe
 __all__ = ["Gre"]
 
 _C, _K, _S = 0x80, 0x20, 0x10          # flag bits in byte 0
+_R = 0x4000                             # RFC 1701's routing-present bit (of bytes 0-1)
 
 
 class Gre(Packet):
@@ -36,17 +37,23 @@ class Gre(Packet):
     SIZE = 4
     IP_PROTOCOL = IpProtocol.GRE
     CHECKSUM_VIA_METHOD = True
+    COVERS_PAYLOAD = True
     FIELDS = (
         Flag("checksum_present", 0, 2, 0x8000, derived=True, structural=True),
-        Bits("reserved0", 0, 2, 0x4FF8, gen=0, doc="must be zero (RFC 2784)"),
+        Flag("routing_present", 0, 2, _R, gen=False, bounded=True,
+             doc="RFC 1701 source routing: adds fields nfkit does not model, so it is refused "
+                 "(parse, setter), as Linux does"),
         Flag("key_present", 0, 2, 0x2000, derived=True, structural=True),
         Flag("seq_present", 0, 2, 0x1000, derived=True, structural=True),
-        Bits("version", 0, 2, 0x0007, gen=0),
+        Bits("reserved0", 0, 2, 0x0FF8, gen=0, doc="must be zero (RFC 2784)"),
+        Bits("version", 0, 2, 0x0007, gen=0, bounded=True,
+             doc="0 (RFC 2784); version 1 (PPTP) has another layout, so it is refused"),
         U16("protocol_type", 2, enum=EtherType, fmt="hex", derived=True, structural=True,
             doc="EtherType of the payload (keys the payload: structural refreshes it)"),
     )
     # -- typed accessors, generated from FIELDS by python -m nfkit.packets._stubs
     if _ft.TYPE_CHECKING:  # pragma: no cover
+        routing_present = _ft.Flag()
         reserved0 = _ft.Int()
         version = _ft.Int()
         protocol_type = _ft.Int()
@@ -64,6 +71,9 @@ class Gre(Packet):
         if v != 0:
             raise MalformedError(self.NAME, f"version is {v}, only version 0 (RFC 2784) "
                                             "is supported")
+        if b[a] & (_R >> 8):
+            raise MalformedError(self.NAME, "the routing bit (RFC 1701 source routing) is set: "
+                                            "its fields are not supported")
         hlen = self._compute_hlen()
         if hlen > avail:
             raise TruncatedError(self.NAME, f"header length {hlen} (flags {b[a]:#04x}) exceeds "
@@ -86,10 +96,19 @@ class Gre(Packet):
                 off += 4
         raise AssertionError(bit)  # pragma: no cover
 
+    def _bound(self, name: str, value: int) -> None:
+        if value:
+            raise FieldValueError(f"GRE {name} must be 0: only RFC 2784/2890 GRE is supported "
+                                  "(RFC 1701 routing and PPTP's version 1 change the layout)")
+
     def _read_opt(self, bit: int) -> int | None:
         if not self._buf[self._abs] & bit:
             return None
-        p = self._abs + self._opt_offset(bit)
+        off = self._opt_offset(bit)
+        if off + 4 > self._hlen:   # flags set by a raw write: the view has no such field
+            raise MalformedError(self.NAME, f"flags {self._buf[self._abs]:#04x} announce more "
+                                            f"than the {self._hlen}-byte header holds")
+        p = self._abs + off
         return int.from_bytes(self._buf[p:p + 4], "big")
 
     def _write_opt(self, bit: int, value: int | None) -> None:
@@ -120,7 +139,11 @@ class Gre(Packet):
         b = self._buf
         new_word = (b[self._abs] << 8) | b[self._abs + 1]
         if bit != _C:
-            self._csum_fix(old_word + (old or 0), new_word + (value or 0))
+            d = new_word + (value or 0) - old_word - (old or 0)
+            # an outer checksum covers GRE too, but after a resize lengths wait for
+            # reconcile_all anyway
+            if not self._absorb(d) and (old is None) == (value is None):
+                self._ripple(d)
 
     # -- optional fields ----------------------------------------------------------------
     @property
@@ -204,12 +227,18 @@ class Gre(Packet):
             self._buf[c + 1] = v & 0xFF
 
     def _csum_fix(self, old: int, new: int) -> None:
+        if not self._absorb(new - old):
+            self._ripple(new - old)       # no checksum here: the next one out covers GRE
+
+    def _absorb(self, d: int) -> bool:
         b = self._buf
-        if b[self._abs] & _C:
-            c = self._abs + 4
-            hc = _update((b[c] << 8) | b[c + 1], old, new)
-            b[c] = hc >> 8
-            b[c + 1] = hc & 0xFF
+        if not b[self._abs] & _C:
+            return False
+        c = self._abs + 4
+        hc = _update((b[c] << 8) | b[c + 1], 0, d)
+        b[c] = hc >> 8
+        b[c + 1] = hc & 0xFF
+        return True
 
     def reconcile(self) -> None:
         """Recompute the checksum over header and payload, when present."""

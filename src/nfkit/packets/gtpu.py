@@ -140,10 +140,14 @@ class GtpU(Packet):
     def _opt_get(self, bit: int, off: int, width: int) -> int | None:
         if not self._buf[self._abs] & bit:
             return None
+        self._check_optional_part()
         p = self._abs + off
         return int.from_bytes(self._buf[p:p + width], "big")
 
     def _opt_set(self, bit: int, off: int, width: int, value: int | None) -> None:
+        self._rewrite(self._opt_write, bit, off, width, value)
+
+    def _opt_write(self, bit: int, off: int, width: int, value: int | None) -> None:
         if value is None:
             self._set_flags(0, bit)
             if self._buf[self._abs] & _OPT:  # the field stays: zero it, as senders must
@@ -183,7 +187,15 @@ class GtpU(Packet):
         """Type of the first extension header (0: none), or None without the optional part."""
         if not self._buf[self._abs] & _OPT:
             return None
+        self._check_optional_part()
         return self._buf[self._abs + 11]
+
+    def _check_optional_part(self) -> None:
+        """Reads stay inside the header: flags set by a raw write (not by the setters,
+        which add the 4 bytes) announce an optional part the view does not have."""
+        if self._hlen < 12:
+            raise MalformedError(self.NAME, f"flags {self._buf[self._abs]:#04x} announce an "
+                                            f"optional part, the header has {self._hlen} bytes")
 
     @property
     def ext_present(self) -> bool:
@@ -192,7 +204,7 @@ class GtpU(Packet):
     @ext_present.setter
     def ext_present(self, value: bool) -> None:
         if value:
-            self._set_flags(_E, 0)
+            self._rewrite(self._set_flags, _E, 0)
         elif self.ext_present:
             self.extensions = []
 
@@ -226,6 +238,9 @@ class GtpU(Packet):
         """Replace the chain; each content must make its header a multiple of 4 bytes
         (``len(content) + 2``), e.g. 2 bytes for a PDU Session Container."""
         self._check_writable("set the extensions of")
+        self._rewrite(self._write_extensions, value)
+
+    def _write_extensions(self, value: Sequence[tuple[int, bytes]]) -> None:
         exts = [(int(t), bytes(c)) for t, c in value]
         raw = bytearray()
         for i, (t, c) in enumerate(exts):

@@ -140,9 +140,11 @@ class Transport:
         self._buf[c + 1] = v & 0xFF
 
 
-def l4_checksum_fix(buf: memoryview, pos: int, end: int, protocol: int, old: int, new: int) -> None:
+def l4_checksum_fix(buf: memoryview, pos: int, end: int, protocol: int, old: int, new: int) -> int:
     """Incrementally fix the checksum of the transport header at ``pos`` (TCP, UDP or
-    ICMPv6) after pseudo-header words summing to ``old`` became ``new``."""
+    ICMPv6) after pseudo-header words summing to ``old`` became ``new``.  Returns how much
+    the checksum word changed (an enclosing checksum covers it: ``Packet._ripple``); the
+    checksum sits at an even offset of the transport header, so its weight there is 1."""
     if protocol == 6:
         c = pos + 16
     elif protocol == 17:
@@ -150,18 +152,19 @@ def l4_checksum_fix(buf: memoryview, pos: int, end: int, protocol: int, old: int
     elif protocol == 58:
         c = pos + 2
     else:
-        return
+        return 0
     if c + 2 > end:
-        return
-    hc = (buf[c] << 8) | buf[c + 1]
+        return 0
+    old_hc = (buf[c] << 8) | buf[c + 1]
     if protocol == 17:
-        if hc == 0:
-            return  # no checksum: keep it that way
-        hc = (hc - (new - old)) % _M or 0xFFFF
+        if old_hc == 0:
+            return 0  # no checksum: keep it that way
+        hc = (old_hc - (new - old)) % _M or 0xFFFF
     else:
-        hc = (hc - (new - old)) % _M
+        hc = (old_hc - (new - old)) % _M
     buf[c] = hc >> 8
     buf[c + 1] = hc & 0xFF
+    return hc - old_hc
 
 
 def to_ip(value: Any) -> IpAddr:

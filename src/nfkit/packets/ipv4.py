@@ -37,8 +37,8 @@ class Ipv4(IpCarrier, Packet):
     _NEXT_NAME = "protocol"
     FIELDS = (
         Bits("version", 0, 1, 0xF0, default=4, gen=4),
-        Bits("ihl", 0, 1, 0x0F, default=5, derived=True, structural=True,
-             doc="header length in 32-bit words"),
+        Bits("ihl", 0, 1, 0x0F, default=5, derived=True, structural=True, bounded=True,
+             doc="header length in 32-bit words (5..15, within the packet)"),
         Bits("dscp", 1, 1, 0xFC, doc="differentiated services code point"),
         Bits("ecn", 1, 1, 0x03, doc="explicit congestion notification"),
         U16("total_length", 2, derived=True, doc="header + payload length in bytes"),
@@ -75,6 +75,9 @@ class Ipv4(IpCarrier, Packet):
 
     def _compute_hlen(self) -> int:
         return (self._buf[self._abs] & 0x0F) * 4
+
+    def _bound(self, name: str, value: int) -> None:
+        _check_words(self, name, value)
 
     def _validate(self, avail: int) -> None:
         b = self._buf
@@ -169,12 +172,13 @@ class Ipv4(IpCarrier, Packet):
     def _final_dst(self) -> IPv4Address:
         return self.dst
 
-    def _pseudo_fix(self, old: int, new: int, offset: int) -> None:
+    def _pseudo_fix(self, old: int, new: int, offset: int) -> int:
         if not self._is_initial_fragment():
-            return
+            return 0
         b = self._buf
         a = self._abs
-        l4_checksum_fix(b, a + self._hlen, self._end, b[a + 9], old, new)
+        # the transport starts IHL*4 bytes in: its words align with ours
+        return l4_checksum_fix(b, a + self._hlen, self._end, b[a + 9], old, new)
 
     def reconcile(self) -> None:
         """Set ``total_length`` and ``ihl`` from the packet, then the header checksum."""
@@ -208,6 +212,15 @@ class Ipv4(IpCarrier, Packet):
         if self.is_fragment:
             frag = f" frag off={self.fragment_offset * 8}{' MF' if self.more_fragments else ''}"
         return f"{self.src} > {self.dst} ttl {self.ttl}{frag}"
+
+
+def _check_words(p: Any, name: str, words: int) -> None:
+    """A header length in 32-bit words (IPv4 IHL, TCP data offset) must cover the fixed
+    header and end inside the packet."""
+    if words * 4 < p.SIZE or words * 4 > p._end - p._abs:
+        raise FieldValueError(f"{p.NAME} {name} {words}: the header would be {words * 4} bytes; "
+                              f"it needs {p.SIZE} to {min(60, p._end - p._abs)} here "
+                              "(set options instead)")
 
 
 def _cut_tail(p: Any, n: int) -> None:

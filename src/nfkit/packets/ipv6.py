@@ -115,6 +115,12 @@ class Ipv6(IpCarrier, Packet):
         h = b[a]
         if h:
             b[a] = h - 1
+            p = self._env
+            while p._env is not None:       # inside a tunnel an outer checksum covers it
+                if p.COVERS_PAYLOAD:
+                    self._ripple(-1)        # (byte 7: a low byte, weight 1)
+                    break
+                p = p._env
             return h - 1
         return 0
 
@@ -126,15 +132,16 @@ class Ipv6(IpCarrier, Packet):
     def _final_dst(self) -> IPv6Address:
         return self.dst
 
-    def _pseudo_fix(self, old: int, new: int, offset: int) -> None:
+    def _pseudo_fix(self, old: int, new: int, offset: int) -> int:
         b = self._buf
         a = self._abs
         pos, proto, routing, initial = walk_extension_headers(b, a + 40, self._end, b[a + 6])
         if pos < 0 or not initial:
-            return
+            return 0
         if routing and offset == 24:
-            return  # with a routing header the pseudo-header holds the final destination
-        l4_checksum_fix(b, pos, self._end, proto, old, new)
+            return 0  # with a routing header the pseudo-header holds the final destination
+        # extension headers are multiples of 8 bytes: the transport's words align with ours
+        return l4_checksum_fix(b, pos, self._end, proto, old, new)
 
     def reconcile(self) -> None:
         """Set ``payload_length`` from the packet."""

@@ -133,8 +133,9 @@ class SegmentRouting(_Ipv6Extension, Packet):
     """Segment Routing Header: a routing header (type 4) with a list of 16-byte segments.
 
     ``segments[0]`` is the final destination (the list is stored last hop first), and is
-    what the transport pseudo-header uses.  Unlike capsule, TLVs after the segment list are
-    accepted and kept (:attr:`tlvs`).  Changing ``segments[0]`` keeps the transport checksum
+    what the transport pseudo-header uses (RFC 8200 8.1, whatever ``segments_left`` says;
+    Linux and Scapy use the IPv6 destination once it is 0, the same address in a packet that
+    followed its segment list).  Unlike capsule, TLVs after the segment list are accepted and kept (:attr:`tlvs`).  Changing ``segments[0]`` keeps the transport checksum
     after this header valid, as IP address setters do.
     """
 
@@ -146,11 +147,11 @@ class SegmentRouting(_Ipv6Extension, Packet):
     IP_PROTOCOL = IpProtocol.IPV6_ROUTE
     FIELDS = (
         U8("next_header", 0, enum=IpProtocol, derived=True, structural=True),
-        U8("hdr_ext_len", 1, default=2, derived=True, structural=True,
+        U8("hdr_ext_len", 1, default=2, derived=True, structural=True, bounded=True,
            doc="header length in 8-byte units, not counting the first 8 bytes"),
         U8("routing_type", 2, default=SRH_ROUTING_TYPE, gen=SRH_ROUTING_TYPE),
         U8("segments_left", 3),
-        U8("last_entry", 4, derived=True, doc="index of the last segment"),
+        U8("last_entry", 4, derived=True, bounded=True, doc="index of the last segment"),
         U8("flags", 5, fmt="hex"),
         U16("tag", 6, fmt="hex"),
     )
@@ -186,10 +187,26 @@ class SegmentRouting(_Ipv6Extension, Packet):
         self._hlen = hlen
         self._next = self._compute_next()
 
+    def _bound(self, name: str, value: int) -> None:
+        b = self._buf
+        a = self._abs
+        if name == "last_entry":
+            if 2 * (value + 1) > b[a + 1]:
+                raise FieldValueError(f"last_entry {value}: {value + 1} segments do not fit "
+                                      f"hdr_ext_len {b[a + 1]} (set segments instead)")
+        elif 8 + 8 * value > self._end - a or value < 2 * (b[a + 4] + 1):
+            raise FieldValueError(f"hdr_ext_len {value}: {8 + 8 * value} bytes must hold the "
+                                  f"{b[a + 4] + 1} segments and fit the {self._end - a} bytes "
+                                  "left in the packet (set segments or tlvs instead)")
+
     # -- segments -----------------------------------------------------------------------
     @property
     def segment_count(self) -> int:
-        return self._buf[self._abs + 4] + 1
+        n = self._buf[self._abs + 4] + 1
+        if 8 + 16 * n > self._hlen:     # only after raw writes: parse and setters refuse it
+            raise MalformedError(self.NAME, f"last_entry {n - 1} runs past the "
+                                            f"{self._hlen}-byte header")
+        return n
 
     def segment(self, i: int) -> IPv6Address:
         """Segment ``i`` (0 = the final destination)."""
@@ -225,6 +242,7 @@ class SegmentRouting(_Ipv6Extension, Packet):
             raise FieldValueError(f"{n} segments do not fit hdr_ext_len (with "
                                   f"{len(self.tlvs)} bytes of TLVs)")
         old_dst = self._buf[self._abs + 8:self._abs + 24].tobytes()
+        s0 = self._header_sum()
         if n != old_n:  # grow or shrink at the end of the list, before the TLVs
             self._resize_header(8 + 16 * min(n, old_n), 16 * (n - old_n))
         b = self._buf
@@ -232,7 +250,9 @@ class SegmentRouting(_Ipv6Extension, Packet):
         b[a + 8:a + 8 + 16 * n] = b"".join(packed)
         b[a + 1] = new_ext
         b[a + 4] = n - 1
-        self._final_dst_changed(old_dst, packed[0])
+        d = self._final_dst_changed(old_dst, packed[0])
+        if n == old_n:
+            self._ripple(self._header_sum() - s0 + d)
 
     @property
     def tlvs(self) -> bytes:
@@ -243,6 +263,9 @@ class SegmentRouting(_Ipv6Extension, Packet):
     def tlvs(self, value: bytes) -> None:
         """Replace the TLVs; zero bytes (Pad1) pad them to a multiple of 8 bytes."""
         self._check_writable("set the TLVs of")
+        self._rewrite(self._write_tlvs, value)
+
+    def _write_tlvs(self, value: bytes) -> None:
         data = bytes(value)
         data += bytes(-len(data) % 8)
         start = 8 + 16 * self.segment_count
@@ -256,17 +279,19 @@ class SegmentRouting(_Ipv6Extension, Packet):
         self._buf[a + start:a + start + len(data)] = data
         self._buf[a + 1] = new_ext
 
-    def _final_dst_changed(self, old: bytes, new: bytes) -> None:
+    def _final_dst_changed(self, old: bytes, new: bytes) -> int:
         """Fix the transport checksum after this header for a new pseudo-header destination
-        (skipped when a later routing header holds the final destination)."""
+        (skipped when a later routing header holds the final destination); returns the
+        change of the checksum word (header lengths are multiples of 8: weight 1 here)."""
         if old == new:
-            return
+            return 0
         b = self._buf
         a = self._abs
         pos, proto, routing, initial = walk_extension_headers(b, a + self._hlen, self._end, b[a])
         if pos >= 0 and initial and not routing:
-            l4_checksum_fix(b, pos, self._end, proto, int.from_bytes(old, "big"),
-                            int.from_bytes(new, "big"))
+            return l4_checksum_fix(b, pos, self._end, proto, int.from_bytes(old, "big"),
+                                   int.from_bytes(new, "big"))
+        return 0
 
     # -- the IP layer ---------------------------------------------------------------------
     def _final_dst(self) -> IPv6Address:
@@ -297,9 +322,12 @@ class SegmentRouting(_Ipv6Extension, Packet):
         return env
 
     def _extra_repr(self) -> list[str]:
-        out = [f"segments=[{', '.join(str(s) for s in self.segments)}]"]
-        if self._hlen > 8 + 16 * self.segment_count:
-            out.append(f"tlvs={self.tlvs.hex()}")
+        try:
+            out = [f"segments=[{', '.join(str(s) for s in self.segments)}]"]
+            if self._hlen > 8 + 16 * self.segment_count:
+                out.append(f"tlvs={self.tlvs.hex()}")
+        except MalformedError as exc:  # repr never raises
+            return [f"segments=<{exc.reason}>"]
         return out
 
     def summary(self) -> str:

@@ -7,6 +7,7 @@ from .base import Packet
 from .constants import IpProtocol
 from .fields import Bits, Flag, U16, U32
 from .ip import Transport
+from .ipv4 import _check_words
 from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["Tcp", "TCP_OPTION_NAMES"]
@@ -34,7 +35,7 @@ class Tcp(Transport, Packet):
         U32("seq_no", 4),
         U32("ack_no", 8),
         Bits("data_offset", 12, 1, 0xF0, default=5, derived=True, structural=True,
-             doc="header length in 32-bit words"),
+             bounded=True, doc="header length in 32-bit words (5..15, within the packet)"),
         Bits("reserved", 12, 1, 0x0E, gen=0),
         Flag("ns", 12, 1, 0x01),
         Flag("cwr", 13, 1, 0x80),
@@ -75,6 +76,9 @@ class Tcp(Transport, Packet):
 
     def _compute_hlen(self) -> int:
         return (self._buf[self._abs + 12] >> 4) * 4
+
+    def _bound(self, name: str, value: int) -> None:
+        _check_words(self, name, value)
 
     def _validate(self, avail: int) -> None:
         hlen = (self._buf[self._abs + 12] >> 4) * 4

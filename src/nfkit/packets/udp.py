@@ -24,6 +24,7 @@ class Udp(Transport, Packet):
     SIZE = 8
     CHECKSUM = 6
     CHECKSUM_ZERO_MEANS_NONE = True
+    COVERS_PAYLOAD = True
     IP_PROTOCOL = IpProtocol.UDP
     FIELDS = (
         U16("src_port", 0),
@@ -42,8 +43,25 @@ class Udp(Transport, Packet):
     def no_checksum(self) -> None:
         """Write checksum 0: no checksum (allowed over IPv4 only)."""
         self._check_writable("change")
-        self._buf[self._abs + 6] = 0
-        self._buf[self._abs + 7] = 0
+        b = self._buf
+        c = self._abs + 6
+        old = (b[c] << 8) | b[c + 1]
+        b[c] = 0
+        b[c + 1] = 0
+        self._ripple(-old)
+
+    def _absorb(self, d: int) -> bool:
+        """A change ``d`` of the payload's sum (a tunnelled header's setter): the checksum
+        follows, unless it is 0 (none: the next checksum out covers the payload)."""
+        b = self._buf
+        c = self._abs + 6
+        hc = (b[c] << 8) | b[c + 1]
+        if not hc:
+            return False
+        hc = (hc - d) % 0xFFFF or 0xFFFF
+        b[c] = hc >> 8
+        b[c + 1] = hc & 0xFF
+        return True
 
     def reconcile(self) -> None:
         """Set ``length``, then the checksum (a computed 0 is sent as 0xFFFF)."""
