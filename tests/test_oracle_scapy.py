@@ -20,6 +20,7 @@ from nfkit.packets import Ethernet, Ipv4, Ipv6, Tcp, Udp
 from nfkit.packets.dissect import dissect
 from nfkit.testing import sr_tcp, v4_icmp, v4_tcp, v4_udp, v6_icmp, v6_tcp, v6_udp
 from oracle import bad_checksums, compare, recomputed, scapy_fields, unmapped
+from test_tunnel_checksums import ports as tunnel_ports   # not ones Scapy decodes first (53: DNS)
 
 payloads = st.binary(max_size=40)
 #: Scapy looks MAC addresses up (ARP, with a timeout) unless they are given
@@ -416,8 +417,7 @@ def test_every_header_class_nfkit_builds_scapy_reads(chain: tuple, data) -> None
     from nfkit.packets import LinkLayerAddress, Mtu, PrefixInformation
     from nfkit.testing import mac_addrs, packet
     icmp = chain[-1].NAME.startswith("ICMP")
-    from test_tunnel_checksums import ports   # not one Scapy decodes first (53: DNS)
-    free = {"udp_src_port": ports}
+    free = {"udp_src_port": tunnel_ports}
     m = data.draw(packet(*chain, payload=b"" if hasattr(chain[-1], "options") else
                          st.binary(max_size=48 if icmp else 24), pool=POOL,
                          **(free if Udp in chain[:-1] else {})))
