@@ -401,6 +401,7 @@ def main() -> None:
 
     tree = a.tree.resolve()
     os.environ["NUMBA_DISABLE_JIT"] = "1"
+    os.environ["PYTHONPATH"] = str(tree / "src")         # for tests that run nfkit in a subprocess
     sys.dont_write_bytecode = True
     sys.modules.setdefault("mutate_compiled", sys.modules[__name__])
     sys.path.insert(0, str(tree / "src"))
