@@ -30,6 +30,7 @@ import argparse
 import fnmatch
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -207,8 +208,43 @@ def _compiled_results(ms: list[dict]) -> list[Result]:
 
 # -- scores ----------------------------------------------------------------------------------------
 
-def equivalents() -> dict[str, dict[str, str]]:
-    return tomllib.loads(EQUIVALENTS.read_text()) if EQUIVALENTS.exists() else {}
+@dataclass
+class Equivalents:
+    """tools/mutation_equivalents.toml: ``[mutant."name"]`` entries (the mutant's diff and
+    why it changes nothing observable) and ``[rule.name]`` entries (a one-line change from
+    ``from`` to ``to`` on a line matching ``context``, equivalent wherever it occurs)."""
+
+    mutants: dict[str, dict[str, str]]
+    rules: dict[str, dict[str, str]]
+
+    @classmethod
+    def load(cls) -> "Equivalents":
+        data = tomllib.loads(EQUIVALENTS.read_text()) if EQUIVALENTS.exists() else {}
+        return cls(data.get("mutant", {}), data.get("rule", {}))
+
+    def why(self, r: Result) -> str | None:
+        """Why ``r`` is equivalent, or None; raises KeyError when its entry is stale."""
+        e = self.mutants.get(r.name)
+        if e is not None:
+            if _norm(e["diff"]) != _norm(r.diff):
+                raise KeyError(r.name)
+            return e["why"]
+        lines = r.diff.splitlines()
+        if len(lines) == 2 and lines[0][:1] == "-" and lines[1][:1] == "+":
+            old, new = lines[0][1:], lines[1][1:]
+            for rule in self.rules.values():
+                if re.search(rule["context"], old) and new in _replacements(old, rule["from"], rule["to"]):
+                    return rule["why"]
+        return None
+
+
+def _replacements(line: str, old: str, new: str) -> set[str]:
+    """``line`` with one occurrence of ``old`` replaced by ``new``, for each occurrence."""
+    out, i = set(), line.find(old)
+    while i >= 0:
+        out.add(line[:i] + new + line[i + len(old):])
+        i = line.find(old, i + 1)
+    return out
 
 
 @dataclass
@@ -232,7 +268,7 @@ class Score:
         return 100.0 * self.killed / n if n else 100.0
 
 
-def score(results: list[Result], eq: dict[str, dict[str, str]]) -> tuple[dict[str, Score], list[Result], list[str]]:
+def score(results: list[Result], eq: Equivalents) -> tuple[dict[str, Score], list[Result], list[str]]:
     """Per-module scores, the undocumented survivors, and stale equivalence entries."""
     scores: dict[str, Score] = {}
     survivors, stale = [], []
@@ -243,13 +279,13 @@ def score(results: list[Result], eq: dict[str, dict[str, str]]) -> tuple[dict[st
             s.killed += 1
             s.timeout += r.status == "timeout"
             continue
-        e = eq.get(r.name)
-        if e is not None and r.status == "survived":
-            if _norm(e.get("diff", "")) == _norm(r.diff):
-                s.equivalent += 1
-                continue
-            stale.append(r.name)
         if r.status == "survived":
+            try:
+                if eq.why(r) is not None:
+                    s.equivalent += 1
+                    continue
+            except KeyError:
+                stale.append(r.name)
             s.survived += 1
         elif r.status == "no tests":
             s.no_tests += 1
@@ -325,7 +361,7 @@ def main() -> None:
     unknown = [n for n in names if n not in GROUPS]
     if unknown:
         sys.exit(f"unknown group(s) {unknown}; groups: {', '.join(GROUPS)}")
-    eq = equivalents()
+    eq = Equivalents.load()
     all_scores: dict[str, Score] = {}
     survivors_by_group: dict[str, list[Result]] = {}
     for n in names:
