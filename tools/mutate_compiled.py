@@ -242,15 +242,6 @@ def generated_mutants(sources: dict[str, str]) -> list[tuple[Mutant, list[str]]]
 PRELOAD = ("numpy", "numba", "hypothesis", "pytest", "scapy.all")
 
 
-class _NoDatabase:
-    """Replays no example saved by an earlier mutant: each mutant sees the same inputs."""
-
-    def pytest_configure(self, config: Any) -> None:
-        from hypothesis import settings
-        settings.register_profile("nfkit-mutation", parent=settings.default, database=None)
-        settings.load_profile("nfkit-mutation")
-
-
 class _Order:
     """Runs the given tests first, in the given order (the rest after them, as collected)."""
 
@@ -355,8 +346,8 @@ def _wait(pid: int, limit: float) -> int | None:
 
 def _pytest(args: list[str], plugins: list[Any]) -> int:
     import pytest
-    return int(pytest.main(["-p", "no:cacheprovider", "-q", "--hypothesis-seed=0", *args],
-                           plugins=[_NoDatabase(), *plugins]))
+    return int(pytest.main(["-p", "no:cacheprovider", "-p", "mutation_plugin", "-q",
+                            "--hypothesis-seed=0", *args], plugins=plugins))
 
 
 def _stats(tree: Path, tests: list[str], spans: dict[str, Any], out: Path) -> int:

@@ -103,6 +103,7 @@ class Result:
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CI", "MUTANT_UNDER_TEST")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONPATH"] = str(ROOT / "tools")              # mutation_plugin
     return env
 
 
@@ -138,7 +139,7 @@ source_paths = ["src/nfkit"]
 only_mutate = {_toml_list(g.mutmut)}
 also_copy = ["examples"]
 pytest_add_cli_args_test_selection = {_toml_list(g.tests)}
-pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "--hypothesis-seed=0"]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "mutation_plugin", "-q", "--hypothesis-seed=0"]
 use_git_change_detection = false
 """)
     if names == [] or not g.mutmut:
