@@ -141,6 +141,9 @@ also_copy = ["examples"]
 pytest_add_cli_args_test_selection = {_toml_list(g.tests)}
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "mutation_plugin", "-q", "--hypothesis-seed=0"]
 use_git_change_detection = false
+# CPU-time limit per mutant: (tests' time + 1 s) x 3 x 2 (mutmut's default x 15 x 2 let an
+# endless loop in a route-table mutant run for 6 minutes)
+timeout_multiplier = 3.0
 """)
     if names == [] or not g.mutmut:
         return read_mutmut(g)
