@@ -647,3 +647,130 @@ def test_lpm6_10000_random_routes() -> None:
         del routes[keys[k]]
     assert t.lookup(v6_rows(addrs)).tolist() == fast_reference(routes, addrs, 128)
     assert_same_state6(t)
+
+
+# ---------------------------------------------------------------------------------------
+# Edges found by mutation testing (tools/mutation.py)
+# ---------------------------------------------------------------------------------------
+
+
+def test_next_hop_zero_is_a_route_at_every_depth() -> None:
+    # an entry of depth d with next hop 0 is (0x80 | d) << 24 exactly: the bounds of the
+    # "empty or no longer than d" and "valid" comparisons
+    for t, wide, narrow, a_in, a_out in (
+            (Lpm4(), "0.0.0.0/0", "10.0.0.0/9", "10.1.0.1", "10.200.0.1"),
+            (Lpm6(), "::/0", "2000::/9", "2001::1", "20ff::1")):
+        t.add(wide, 0)
+        assert t.lookup_one(a_in) == 0 and t.lookup_one(a_out) == 0
+        t.add(narrow, 0)
+        t.add(wide, 5)                 # a shorter route must not overwrite the /9's entries
+        assert [t.lookup_one(a_in), t.lookup_one(a_out)] == [0, 5]
+        rows = (np.array([int(IPv4Address(a)) for a in (a_in, a_out)], dtype=np.uint32)
+                if isinstance(t, Lpm4) else v6_rows([int(IPv6Address(a)) for a in (a_in, a_out)]))
+        assert t.lookup(rows).tolist() == [0, 5]
+        t.delete(narrow)
+        t.add(wide, 0)
+        assert t.lookup(rows).tolist() == [0, 0]
+
+
+def test_lpm6_deleting_a_short_route_restores_the_shortest_cover() -> None:
+    for cover in ("::/0", "::/1"):
+        t = Lpm6()
+        t.add(cover, 7)
+        t.add("2001::/16", 2)
+        t.add("2000::/15", 3)
+        t.delete("2001::/16")
+        t.delete("2000::/15")
+        assert t.lookup_one("2001::1") == 7
+        assert t.lookup(v6_rows([0x2001 << 112])).tolist() == [7]
+        assert_same_state6(t)
+
+
+def test_lpm6_lookup_one_takes_numpy_integers() -> None:
+    t = Lpm6()
+    t.add("::/64", 4)
+    t.add("::1/128", 5)
+    assert t.lookup_one(np.uint64(1)) == 5 and t.lookup_one(np.int64(2)) == 4
+
+
+def test_errors_name_the_table() -> None:
+    for cls in (Lpm4, Lpm6):
+        name = cls.__name__
+        with pytest.raises(TypeError, match=rf"^{name}: default must be an int$"):
+            cls(default="x")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=rf"^{name}: default {1 << 63} does not fit int64$"):
+            cls(default=1 << 63)
+        t = cls()
+        prefix = "10.0.0.0/8" if cls is Lpm4 else "2001:db8::/32"
+        with pytest.raises(BadNextHop, match=rf"^{name}: next hop -1 outside 0..16777215 \(24 bits\)$"):
+            t.add(prefix, -1)
+        with pytest.raises(TypeError, match=rf"^{name}: next hop must be an int, not bool$"):
+            t.add(prefix, True)
+        with pytest.raises(TypeError, match=rf"^{name}: next hop must be an int, not str$"):
+            t.add(prefix, "1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^Lpm6\.lookup: addresses: values outside 0\.\.2\*\*8-1$"):
+        Lpm6().lookup(np.full((1, 16), 256, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"^Lpm4\.lookup: addresses: values outside 0\.\.2\*\*32-1$"):
+        Lpm4().lookup(np.array([-1], dtype=np.int64))
+
+
+def test_route_not_found_prints_its_message_or_nothing() -> None:
+    assert str(RouteNotFound("Lpm4: no route for 10.0.0.0/8")) == "Lpm4: no route for 10.0.0.0/8"
+    assert str(RouteNotFound()) == ""
+
+
+def test_prefix_table_hash_is_splitmix64() -> None:
+    """The documented hash (the splitmix64 finalizer over hi ^ lo*c1 ^ length*c2), against
+    a plain-int reference: a weaker mix returns the same lookups, only slower (longer probe
+    sequences), so only this pins it."""
+    m = (1 << 64) - 1
+
+    def ref(hi: int, lo: int, length: int) -> int:
+        h = hi ^ (lo * 0x9E3779B97F4A7C15 & m) ^ (length * 0xD6E8FEB86659FD93 & m)
+        h ^= h >> 30
+        h = h * 0xBF58476D1CE4E5B9 & m
+        h ^= h >> 27
+        h = h * 0x94D049BB133111EB & m
+        return h ^ (h >> 31)
+
+    rng = np.random.default_rng(64)
+    hi, lo = (rng.integers(0, 1 << 64, size=200, dtype=np.uint64) for _ in range(2))
+    length = rng.integers(17, 129, size=200).astype(np.uint64)
+    got = lpm._hash_keys(hi, lo, length)
+    assert got.tolist() == [ref(*k) for k in zip(hi.tolist(), lo.tolist(), length.tolist())]
+    assert lpm._hash_one(1, 2, 3) == ref(1, 2, 3)
+
+
+def home_is_lo(hi: np.ndarray, lo: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """A hash that puts a key's home slot where the test wants it: its low word."""
+    return lo.copy()
+
+
+def test_prefix_table_backward_shift_across_the_end() -> None:
+    # capacity 8: A homes in 7 (slot 7), B homes in 7 too (wraps to slot 0); removing A must
+    # move B into 7 -- B's home is the hole itself, with the cluster wrapped (i > j)
+    with mock.patch.object(lpm, "_hash_keys", home_is_lo):
+        t = lpm._PrefixTable(capacity=8)
+        t.insert(0, 7, 17, 1)
+        t.insert(0, 15, 17, 2)
+        t.remove(0, 7, 17)
+        assert t.probe(*(np.array([x], np.uint64) for x in (0, 15, 17))).tolist() == [2]
+        with pytest.raises(KeyError) as info:
+            t.remove(0, 7, 17)
+        assert info.value.args == ((0, 7, 17),)
+
+
+def test_prefix_table_values_zero_are_entries_not_holes() -> None:
+    # a cluster of four keys homed in slot 2, all mapping to 0 (next hop 0): removing the
+    # first must shift the others back past the zero values
+    with mock.patch.object(lpm, "_hash_keys", home_is_lo):
+        t = lpm._PrefixTable(capacity=16)
+        keys = [(0, 2 + 16 * k, 17) for k in range(4)]
+        for k in keys:
+            t.insert(*k, 0)
+        t.insert(0, 6, 17, 9)                      # homed after the cluster, pushed along
+        t.remove(*keys[0])
+        t.remove(*keys[2])
+        rest = keys[1:2] + keys[3:] + [(0, 6, 17)]
+        got = t.probe(*(np.array(c, np.uint64) for c in zip(*rest)))
+        assert got.tolist() == [0, 0, 9]
