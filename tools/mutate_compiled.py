@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import libcst as cst
+import pytest
 from libcst.metadata import MetadataWrapper, PositionProvider
 from mutmut.mutation.mutators import mutation_operators
 
@@ -285,6 +286,7 @@ class _Recorder:
             self.current.add(t)
         return None
 
+    @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: Any, nextitem: Any) -> Any:
         import threading
         self.current = set()
@@ -297,8 +299,6 @@ class _Recorder:
             sys.settrace(None)
             threading.settrace(None)
             self.hits[item.nodeid] = (sorted(self.current), time.perf_counter() - t0)
-
-    pytest_runtest_protocol.hookwrapper = True  # type: ignore[attr-defined]
 
 
 def _fork(tree: Path, fn: Any, *args: Any, env: dict[str, str] | None = None) -> int:

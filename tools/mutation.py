@@ -73,7 +73,7 @@ GROUPS = {g.name: g for g in (
               "arp", "base", "ethernet", "fields", "gre", "gtpu", "icmpv4", "ip", "ipv4",
               "ipv6ext", "ndp", "tcp")), generated=True),
     Group("pcap", ("tests/test_pcap.py",), mutmut=("src/nfkit/pcap.py",)),
-    Group("view", ("tests/test_vector_view.py", "tests/test_vector_jit.py", "tests/test_mut_view.py"),
+    Group("view", ("tests/test_vector_view.py", "tests/test_vector_jit.py"),
           mutmut=("src/nfkit/vector/view.py",),
           compiled=("src/nfkit/vector/view.py", "src/nfkit/vector/_classify.py"), deselect=NUMBA_ONLY),
     Group("lpm", ("tests/test_vector_lpm.py",), mutmut=("src/nfkit/vector/lpm.py",),
