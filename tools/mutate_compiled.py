@@ -157,8 +157,9 @@ def spans(tree: Path, paths: list[str], whole: set[str]) -> dict[str, list[tuple
     for path in paths:
         wrapper = MetadataWrapper(cst.parse_module((tree / path).read_text()))
         pos = wrapper.resolve(PositionProvider)
+        # a decorated function's code starts at its first decorator (co_firstlineno)
         out[str((tree / path).resolve())] = [
-            (pos[fn].start.line, pos[fn].end.line, qual)
+            (min([pos[fn].start.line] + [pos[d].start.line for d in fn.decorators]), pos[fn].end.line, qual)
             for qual, fn in targets(wrapper.module, path in whole)]
     return out
 

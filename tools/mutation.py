@@ -76,8 +76,8 @@ GROUPS = {g.name: g for g in (
     Group("view", ("tests/test_vector_view.py", "tests/test_vector_jit.py"),
           mutmut=("src/nfkit/vector/view.py",),
           compiled=("src/nfkit/vector/view.py", "src/nfkit/vector/_classify.py"), deselect=NUMBA_ONLY),
-    Group("lpm", ("tests/test_vector_lpm.py",), mutmut=("src/nfkit/vector/lpm.py",),
-          compiled=("src/nfkit/vector/lpm.py",)),
+    Group("lpm", ("tests/test_vector_lpm.py", "tests/test_vector_jit.py"),
+          mutmut=("src/nfkit/vector/lpm.py",), compiled=("src/nfkit/vector/lpm.py",), deselect=NUMBA_ONLY),
     Group("acl", ("tests/test_vector_acl.py", "tests/test_vector_jit.py", "tests/test_nat64_kernel.py"),
           mutmut=("src/nfkit/vector/acl.py", "src/nfkit/vector/jit.py"),
           compiled=("src/nfkit/vector/acl.py", "src/nfkit/vector/jit.py"), deselect=NUMBA_ONLY),
@@ -127,7 +127,7 @@ def _toml_list(xs: tuple[str, ...] | list[str]) -> str:
 def run_mutmut(g: Group, budget: float, names: list[str] | None) -> list[Result]:
     work = WORK / g.name / "mutmut"
     work.mkdir(parents=True, exist_ok=True)
-    for d in ("src", "tests", "examples"):
+    for d in ("src", "tests", "examples", "bench"):
         if not (work / d).exists():
             (work / d).symlink_to(ROOT / d)
     (work / "pyproject.toml").write_text(f"""\
@@ -137,7 +137,7 @@ testpaths = ["tests"]
 [tool.mutmut]
 source_paths = ["src/nfkit"]
 only_mutate = {_toml_list(g.mutmut)}
-also_copy = ["examples"]
+also_copy = ["examples", "bench"]
 pytest_add_cli_args_test_selection = {_toml_list(g.tests)}
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "mutation_plugin", "-q", "--hypothesis-seed=0"]
 use_git_change_detection = false
@@ -186,8 +186,8 @@ def run_compiled(g: Group, budget: float, only: list[str] | None) -> list[Result
         return _compiled_results(list(old.values()))
     tree = WORK / g.name / "compiled"
     shutil.rmtree(tree, ignore_errors=True)
-    for d in ("src", "tests", "examples"):
-        shutil.copytree(ROOT / d, tree / d, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for d in ("src", "tests", "examples", "bench"):
+        shutil.copytree(ROOT / d, tree / d, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "out"))
     (tree / "pyproject.toml").write_text('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
     out = WORK / g.name / "compiled.new.json"
     cmd = [sys.executable, str(ROOT / "tools" / "mutate_compiled.py"), str(tree), "--out", str(out),
