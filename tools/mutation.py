@@ -242,6 +242,18 @@ class Equivalents:
         return None
 
 
+def document_equivalents(groups: list[Group], why: dict[str, str]) -> None:
+    """Append ``[mutant."name"]`` entries, with the diffs of the last run, to the file."""
+    results = {r.name: r for g in groups for r in read_mutmut(g) + run_compiled(g, 0, [])}
+    missing = sorted(set(why) - set(results))
+    if missing:
+        sys.exit(f"no such mutant in the last run of {[g.name for g in groups]}: {missing}")
+    with EQUIVALENTS.open("a") as out:
+        for name, reason in why.items():
+            diff = results[name].diff           # a TOML literal string: taken as it is
+            out.write(f'\n[mutant."{name}"]\ndiff = \'\'\'\n{diff}\n\'\'\'\nwhy = {json.dumps(reason)}\n')
+
+
 def _replacements(line: str, old: str, new: str) -> set[str]:
     """``line`` with one occurrence of ``old`` replaced by ``new``, for each occurrence."""
     out, i = set(), line.find(old)
@@ -360,12 +372,17 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="forget earlier results")
     ap.add_argument("--check", type=float, metavar="PERCENT", help="exit 1 if a module scores lower")
     ap.add_argument("--no-docs", action="store_true", help="leave docs/ alone")
+    ap.add_argument("--equivalent", nargs=2, action="append", default=[], metavar=("MUTANT", "WHY"),
+                    help="document a surviving mutant of the groups as equivalent (with its diff)")
     a = ap.parse_args()
     names = list(QUICK) if a.quick else a.groups or list(GROUPS)
     unknown = [n for n in names if n not in GROUPS]
     if unknown:
         sys.exit(f"unknown group(s) {unknown}; groups: {', '.join(GROUPS)}")
     eq = Equivalents.load()
+    if a.equivalent:
+        document_equivalents([GROUPS[n] for n in names], dict(a.equivalent))
+        return
     all_scores: dict[str, Score] = {}
     survivors_by_group: dict[str, list[Result]] = {}
     for n in names:
