@@ -728,6 +728,10 @@ def test_lpm4_lookup_kernel_helper_answers_as_lookup() -> None:
     for fn in (lpm.lpm4_lookup, getattr(lpm.lpm4_lookup, "py_func", lpm.lpm4_lookup)):
         assert [int(fn(tbl24, tbl8, a, -1)) for a in addrs] == want
         assert int(fn(tbl24, tbl8, addrs[-1], 77)) == 77
+    everything = Lpm4()
+    everything.add("0.0.0.0/0", 0)                    # the entry 0x80000000 exactly
+    assert int(lpm.lpm4_lookup(*everything.tables(), 1, -1)) == 0
+    assert int(getattr(lpm.lpm4_lookup, "py_func", lpm.lpm4_lookup)(*everything.tables(), 1, -1)) == 0
 
 
 def test_messages_name_what_was_given() -> None:

@@ -251,7 +251,7 @@ def document_equivalents(groups: list[Group], why: dict[str, str]) -> None:
     with EQUIVALENTS.open("a") as out:
         for name, reason in why.items():
             diff = results[name].diff           # a TOML literal string: taken as it is
-            out.write(f'\n[mutant."{name}"]\ndiff = \'\'\'\n{diff}\n\'\'\'\nwhy = {json.dumps(reason)}\n')
+            out.write(f'\n[mutant."{name}"]\ndiff = \'\'\'\n{diff}\n\'\'\'\nwhy = {json.dumps(reason, ensure_ascii=False)}\n')
 
 
 def _replacements(line: str, old: str, new: str) -> set[str]:
