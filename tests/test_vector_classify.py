@@ -132,6 +132,11 @@ def classified(frames: list[bytes], compiled: bool) -> list[dict[str, Any]]:
         pool = Mempool(capacity=len(frames))
         slots = np.array([Mbuf.from_bytes(f, pool).slot for f in frames], dtype=np.int64)
         b = BatchView(pool, slots)
+        for k in ("eth_valid", "ipv4_valid", "ipv6_valid", "ipv6_routing", "tcp_valid", "udp_valid",
+                  "icmpv4_valid", "icmpv6_valid"):
+            assert getattr(b, k).dtype == np.bool_, k
+        for k in ("ether_type", "l3", "l3_end", "l4", "l4_proto"):
+            assert getattr(b, k).dtype == np.int64, k
         cols = {k: getattr(b, k).tolist() for k in ("eth_valid", "ether_type", "ipv4_valid",
                                                     "ipv6_valid", "l3", "l3_end", "l4", "l4_proto",
                                                     "ipv6_routing", "tcp_valid", "udp_valid",
