@@ -404,14 +404,15 @@ def main() -> None:
             pass
     files = a.file + a.whole_file
     whole = set(a.whole_file)
+    fields_py = tree / GENERATED_FILE
+    if a.generated and not fields_py.read_text().endswith(HOOK):
+        # first: the mutants of fields.py itself must keep the hook, and restore it
+        fields_py.write_text(fields_py.read_text() + HOOK)
     mutants: list[tuple[Mutant, str | None, list[str]]] = []      # mutant, source, accessors
     for path in files:
         mutants += [(m, src, []) for m, src in file_mutants(tree, path, path in whole)]
-    fields_py = tree / GENERATED_FILE
     original = {path: (tree / path).read_text() for path in files}
     if a.generated:
-        if not fields_py.read_text().endswith(HOOK):
-            fields_py.write_text(fields_py.read_text() + HOOK)
         src_json = tree / "generated.json"
         if _wait(_fork(tree, _generated_sources, tree, src_json), 300) != 0:
             sys.exit(f"generating the accessors failed: see {tree / 'mutant.log'}")
