@@ -254,6 +254,27 @@ class _Order:
         items.sort(key=lambda item: self.rank.get(item.nodeid, len(self.rank)))
 
 
+class _Deadline:
+    """Ends the child (exit 124, a time-out) when one test runs past 3x its traced time + 2 s:
+    a mutant looping forever in the first test is stopped in seconds, not after the time
+    of all the tests it would have run (the parent's limit stays as a backstop)."""
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.seconds = seconds
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: Any, nextitem: Any) -> Any:
+        signal.signal(signal.SIGALRM, lambda *_: os._exit(TIMED_OUT))
+        signal.setitimer(signal.ITIMER_REAL, 3 * self.seconds.get(item.nodeid, 10.0) + 2)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+TIMED_OUT = 124
+
+
 def _file(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
@@ -365,7 +386,7 @@ def _generated_sources(tree: Path, out: Path) -> int:
 
 
 def status_of(code: int | None) -> str:
-    if code is None:
+    if code is None or code == TIMED_OUT:
         return "timeout"
     if code == 0:
         return "survived"
@@ -430,6 +451,7 @@ def main() -> None:
     hits = json.loads(stats.read_text())["hits"]
     print(f"tests traced in {time.monotonic() - t0:.0f} s; {len(mutants)} mutants", flush=True)
     by_target: dict[str, list[tuple[float, str]]] = {}
+    seconds = {test: secs for test, (_, secs) in hits.items()}
     file_time: dict[str, float] = {}
     for test, (targets_hit, secs) in hits.items():
         file_time[_file(test)] = file_time.get(_file(test), 0.0) + secs
@@ -460,7 +482,7 @@ def main() -> None:
         t1 = time.monotonic()
         try:
             args = ["-x", *files, *(f"--deselect={d}" for d in a.deselect)]
-            code = _wait(_fork(tree, _pytest, args, [_Order(first)], env=env), limit)
+            code = _wait(_fork(tree, _pytest, args, [_Order(first), _Deadline(seconds)], env=env), limit)
         finally:
             if src is not None:
                 (tree / m.path).write_text(original[m.path])
