@@ -212,3 +212,79 @@ def test_symmetric_key_shape() -> None:
     assert symmetric_key(52) == bytes.fromhex("6d5a" * 26)
     with pytest.raises(ValueError):
         symmetric_key(41)
+
+
+# -- found by mutation testing (tools/mutation.py): edges of the input checks ---------------
+
+def test_symmetric_key_default_and_shortest() -> None:
+    assert symmetric_key() == SYMMETRIC_RSS_KEY and len(symmetric_key()) == 40
+    assert symmetric_key(4) == bytes.fromhex("6d5a6d5a")
+    with pytest.raises(ValueError, match=r"^symmetric RSS key length must be even and >= 4, got 2$"):
+        symmetric_key(2)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64])
+def test_negative_values_of_any_signed_width_are_refused(dtype: type) -> None:
+    # a negative value cast to >u4 / >u2 would wrap to a valid-looking address or port
+    one, neg = np.array([1], dtype), np.array([-1], dtype)
+    with pytest.raises(ValueError, match=r"^src out of range for 32-bit values$"):
+        rss_input_ipv4(neg, one)
+    with pytest.raises(ValueError, match=r"^dport out of range for 16-bit values$"):
+        rss_input_ipv4(one, one, one, neg)
+
+
+def test_wide_unsigned_values_are_range_checked() -> None:
+    one = np.array([1], np.uint64)
+    with pytest.raises(ValueError, match=r"^dst out of range for 32-bit values$"):
+        rss_input_ipv4(one, np.array([1 << 32], np.uint64))
+    with pytest.raises(ValueError, match=r"^sport out of range for 16-bit values$"):
+        rss_input_ipv4(one, one, np.array([1 << 16], np.uint32), one)
+    with pytest.raises(ValueError, match=r"^dport out of range for 16-bit values$"):
+        rss_input_ipv4(one, one, one, [70000])       # 17 bits
+
+
+def test_zero_addresses_and_ports_are_valid() -> None:
+    rows = rss_input_ipv4([0], [0], [0], [0])
+    assert rows.tolist() == [[0] * 12]
+    assert rss_hash_ipv4([0], [0], [0], [0]).tolist() == [0]
+
+
+def test_empty_columns_give_empty_rows() -> None:
+    empty = np.array([], np.int64)
+    assert rss_input_ipv4(empty, empty, empty, empty).shape == (0, 12)
+    assert rss_hash_ipv4(empty, empty).shape == (0,)
+
+
+def test_input_errors_name_the_argument() -> None:
+    with pytest.raises(TypeError, match=r"^sport must be integers, got float64$"):
+        rss_input_ipv4([1], [2], [1.5], [1])
+    with pytest.raises(ValueError, match=r"^dst must be a 1-D column, got shape \(1, 1, 1\)$"):
+        rss_input_ipv4([1], np.ones((1, 1, 1), np.uint32))
+    with pytest.raises(ValueError, match=r"^give both sport and dport, or neither$"):
+        rss_input_ipv4([1], [2], dport=[3])
+    with pytest.raises(ValueError, match=r"^column lengths differ: \[2, 3\]$"):
+        rss_input_ipv4(np.arange(3, dtype=np.uint32), np.arange(2, dtype=np.uint32))
+
+
+def test_two_d_addresses_must_be_rows_of_bytes() -> None:
+    with pytest.raises(ValueError, match=r"^src: 2-D IPv4 addresses must be \(N, 4\) uint8, got "
+                                         r"\(1, 4\) uint16$"):
+        rss_input_ipv4(np.zeros((1, 4), np.uint16), [1])
+    with pytest.raises(ValueError, match=r"^dst: 2-D IPv4 addresses must be \(N, 4\) uint8, got "
+                                         r"\(1, 5\) uint8$"):
+        rss_input_ipv4([1], np.zeros((1, 5), np.uint8))
+    with pytest.raises(ValueError, match=r"^src16: IPv6 addresses must be \(N, 16\) uint8, got "
+                                         r"\(1, 4\) uint8$"):
+        rss_input_ipv6(np.zeros((1, 4), np.uint8), np.zeros((1, 16), np.uint8))
+    with pytest.raises(ValueError, match=r"^dst16: IPv6 addresses must be \(N, 16\) uint8"):
+        rss_input_ipv6(np.zeros((1, 16), np.uint8), np.zeros((1, 16), np.int16))
+
+
+def test_toeplitz_input_errors() -> None:
+    with pytest.raises(ValueError, match=r"^toeplitz input must be \(N, L\), got shape \(1, 1, 4\)$"):
+        toeplitz(np.zeros((1, 1, 4), np.uint8))
+    with pytest.raises(TypeError, match=r"^toeplitz input must be uint8, got uint16$"):
+        toeplitz(np.zeros((1, 4), np.uint16))
+    with pytest.raises(ValueError, match=r"^a Toeplitz key must be at least 16 bytes for 12-byte "
+                                         r"inputs, got 15$"):
+        toeplitz(np.zeros((1, 12), np.uint8), DEFAULT_RSS_KEY[:15])

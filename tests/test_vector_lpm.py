@@ -647,3 +647,225 @@ def test_lpm6_10000_random_routes() -> None:
         del routes[keys[k]]
     assert t.lookup(v6_rows(addrs)).tolist() == fast_reference(routes, addrs, 128)
     assert_same_state6(t)
+
+
+# ---------------------------------------------------------------------------------------
+# Edges found by mutation testing (tools/mutation.py)
+# ---------------------------------------------------------------------------------------
+
+
+def test_next_hop_zero_is_a_route_at_every_depth() -> None:
+    # an entry of depth d and next hop 0 is (0x80 | d) << 24 exactly: the bound of both the
+    # "valid" comparison and the "empty, or no longer than d - 1" one
+    for t in (Lpm4(), Lpm6()):
+        four = isinstance(t, Lpm4)
+        t.add("0.0.0.0/0" if four else "::/0", 0)
+        assert t.lookup_one("10.1.0.1" if four else "2001::1") == 0
+        rows = (np.array([int(IPv4Address("10.1.0.1"))], np.uint32) if four
+                else v6_rows([int(IPv6Address("2001::1"))]))
+        assert t.lookup(rows).tolist() == [0]
+    # a route one bit longer, with next hop 0, must survive adding its covering route:
+    # in tbl24/tbl16, in a tbl8 group (/25 under a /24), and inside a group (/26 under a /25)
+    for t, narrow, wide, a_in, a_out in (
+            (Lpm4(), "10.0.0.0/9", "10.0.0.0/8", "10.1.0.1", "10.200.0.1"),
+            (Lpm4(), "10.0.0.0/25", "10.0.0.0/24", "10.0.0.1", "10.0.0.200"),
+            (Lpm4(), "10.0.0.0/26", "10.0.0.0/25", "10.0.0.1", "10.0.0.100"),
+            (Lpm6(), "2000::/9", "2000::/8", "2001::1", "20ff::1")):
+        t.add(narrow, 0)
+        t.add(wide, 5)
+        addrs = [a_in, a_out]
+        rows = (np.array([int(IPv4Address(a)) for a in addrs], dtype=np.uint32)
+                if isinstance(t, Lpm4) else v6_rows([int(IPv6Address(a)) for a in addrs]))
+        assert t.lookup(rows).tolist() == [0, 5]
+        assert [t.lookup_one(a) for a in addrs] == [0, 5]
+
+
+def test_lpm4_group_of_equal_longer_routes_with_next_hop_zero_stays() -> None:
+    # as test_lpm4_two_halves_with_one_next_hop_keep_their_group, with next hop 0: the
+    # uniform group's entries are (0x80 | 25) << 24, the bound of "no longer than /24"
+    t = Lpm4()
+    t.add("10.0.0.0/25", 0)
+    t.add("10.0.0.128/25", 0)
+    t.add("10.0.0.0/26", 9)
+    t.delete("10.0.0.0/26")
+    assert t.tbl8_groups_used == 1 and t.lookup_one("10.0.0.1") == 0
+    assert_same_state4(t)
+
+
+def test_lpm4_defaults_and_group_bounds() -> None:
+    assert Lpm4().max_tbl8_groups == 256
+    with pytest.raises(ValueError, match=r"^Lpm4: max_tbl8_groups 16777217 outside 0\.\.2\*\*24$"):
+        Lpm4(max_tbl8_groups=(1 << 24) + 1)
+    for cls in (Lpm4, Lpm6):
+        assert cls(default=-(1 << 63)).default == -(1 << 63)
+        with pytest.raises(ValueError, match="does not fit int64"):
+            cls(default=-(1 << 63) - 1)
+
+
+def test_lpm4_lookup_of_a_grid_through_groups() -> None:
+    t = Lpm4()
+    t.add("10.0.0.0/8", 1)
+    t.add("10.0.0.128/25", 2)                          # an extended tbl24 entry
+    grid = np.array([[int(IPv4Address("10.0.0.129")), int(IPv4Address("10.0.0.1"))],
+                     [int(IPv4Address("10.0.1.1")), int(IPv4Address("11.0.0.1"))]], np.uint32)
+    assert t.lookup(grid).tolist() == [[2, 1], [1, -1]]
+
+
+def test_lpm4_lookup_kernel_helper_answers_as_lookup() -> None:
+    """lpm4_lookup (compiled, and its Python form) over the live tables, route by route."""
+    t = Lpm4(default=-1)
+    for prefix, nh in (("0.0.0.0/0", 0), ("10.0.0.0/8", 1), ("10.0.0.0/24", 2),
+                       ("10.0.0.128/25", NEXT_HOP_MAX), ("10.0.0.200/32", 0), ("10.0.1.0/26", 4)):
+        t.add(prefix, nh)
+    t.delete("0.0.0.0/0")
+    t.add("192.0.0.0/8", 0)
+    addrs = [int(IPv4Address(a)) for a in ("10.0.0.1", "10.0.0.129", "10.0.0.200", "10.0.0.255",
+                                           "10.0.1.1", "10.0.1.64", "10.9.9.9", "192.0.2.1",
+                                           "11.0.0.1", "0.0.0.0", "255.255.255.255")]
+    want = t.lookup(np.array(addrs, np.uint32)).tolist()
+    assert want == [2, NEXT_HOP_MAX, 0, NEXT_HOP_MAX, 4, 1, 1, 0, -1, -1, -1]
+    tbl24, tbl8 = t.tables()
+    for fn in (lpm.lpm4_lookup, getattr(lpm.lpm4_lookup, "py_func", lpm.lpm4_lookup)):
+        assert [int(fn(tbl24, tbl8, a, -1)) for a in addrs] == want
+        assert int(fn(tbl24, tbl8, addrs[-1], 77)) == 77
+    everything = Lpm4()
+    everything.add("0.0.0.0/0", 0)                    # the entry 0x80000000 exactly
+    assert int(lpm.lpm4_lookup(*everything.tables(), 1, -1)) == 0
+    assert int(getattr(lpm.lpm4_lookup, "py_func", lpm.lpm4_lookup)(*everything.tables(), 1, -1)) == 0
+
+
+def test_messages_name_what_was_given() -> None:
+    with pytest.raises(TypeError, match=r"^Lpm4: a prefix is a string like '10\.0\.0\.0/8' or an "
+                                        r"IPv4Network, not int$"):
+        Lpm4().add(167772160, 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^Lpm6: a prefix is a string like '2001:db8::/32' or an "
+                                        r"IPv6Network, not bytes$"):
+        Lpm6().add(b"2001:db8::/32", 1)  # type: ignore[arg-type]
+    with pytest.raises(BadPrefix, match=r"^Lpm4: '2001:db8::/32' is an IPv6 prefix; Lpm4 holds IPv4 routes$"):
+        Lpm4().add("2001:db8::/32", 1)
+
+
+def test_lpm6_keys_differing_in_low_bits_of_high_words() -> None:
+    # hi/lo words above 2**53 that differ in their lowest bit: kept apart exactly
+    t = Lpm6()
+    routes = {"2001:db8::/64": 1, "2001:db8:0:1::/64": 2,
+              "2001:db8::8000:0:0:0/128": 3, "2001:db8::8000:0:0:1/128": 4}
+    for p, nh in routes.items():
+        t.add(p, nh)
+    addrs = ["2001:db8::5", "2001:db8:0:1::5", "2001:db8::8000:0:0:0", "2001:db8::8000:0:0:1"]
+    assert t.lookup(v6_rows([int(IPv6Address(a)) for a in addrs])).tolist() == [1, 2, 3, 4]
+    assert_same_state6(t)
+
+
+def test_length_bitmaps() -> None:
+    """The bitmap helpers the lookup's candidate lengths come from (built at import)."""
+    assert lpm._length_bit(128) == (0, 1 << 63) and lpm._length_bit(65) == (0, 1)
+    assert lpm._length_bit(64) == (1, 1 << 63) and lpm._length_bit(17) == (1, 1 << 16)
+    b = lpm._bitmap(range(17, 24))
+    assert b.dtype == np.uint64 and b.tolist() == [0, sum(1 << (63 - (128 - n - 64)) for n in range(17, 24))]
+    assert lpm._bitmap(range(0)).tolist() == [0, 0]
+    assert lpm._bitmap([128, 65, 64]).tolist() == [(1 << 63) | 1, 1 << 63]
+    assert np.array_equal(lpm._LEVEL_PASS, np.stack([lpm._bitmap(range(17, b)) for b in (24, 32, 48, 64)]))
+
+
+def test_lpm6_deleting_a_short_route_restores_the_shortest_cover() -> None:
+    for cover in ("::/0", "::/1"):
+        t = Lpm6()
+        t.add(cover, 7)
+        t.add("2001::/16", 2)
+        t.add("2000::/15", 3)
+        t.delete("2001::/16")
+        t.delete("2000::/15")
+        assert t.lookup_one("2001::1") == 7
+        assert t.lookup(v6_rows([0x2001 << 112])).tolist() == [7]
+        assert_same_state6(t)
+
+
+def test_lpm6_lookup_one_takes_numpy_integers() -> None:
+    t = Lpm6()
+    t.add("::/64", 4)
+    t.add("::1/128", 5)
+    assert t.lookup_one(np.uint64(1)) == 5 and t.lookup_one(np.int64(2)) == 4
+
+
+def test_errors_name_the_table() -> None:
+    for cls in (Lpm4, Lpm6):
+        name = cls.__name__
+        with pytest.raises(TypeError, match=rf"^{name}: default must be an int$"):
+            cls(default="x")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=rf"^{name}: default {1 << 63} does not fit int64$"):
+            cls(default=1 << 63)
+        t = cls()
+        prefix = "10.0.0.0/8" if cls is Lpm4 else "2001:db8::/32"
+        with pytest.raises(BadNextHop, match=rf"^{name}: next hop -1 outside 0..16777215 \(24 bits\)$"):
+            t.add(prefix, -1)
+        with pytest.raises(TypeError, match=rf"^{name}: next hop must be an int, not bool$"):
+            t.add(prefix, True)
+        with pytest.raises(TypeError, match=rf"^{name}: next hop must be an int, not str$"):
+            t.add(prefix, "1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^Lpm6\.lookup: addresses: values outside 0\.\.2\*\*8-1$"):
+        Lpm6().lookup(np.full((1, 16), 256, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"^Lpm4\.lookup: addresses: values outside 0\.\.2\*\*32-1$"):
+        Lpm4().lookup(np.array([-1], dtype=np.int64))
+
+
+def test_route_not_found_prints_its_message_or_nothing() -> None:
+    assert str(RouteNotFound("Lpm4: no route for 10.0.0.0/8")) == "Lpm4: no route for 10.0.0.0/8"
+    assert str(RouteNotFound()) == ""
+
+
+def test_prefix_table_hash_is_splitmix64() -> None:
+    """The documented hash (the splitmix64 finalizer over hi ^ lo*c1 ^ length*c2), against
+    a plain-int reference: a weaker mix returns the same lookups, only slower (longer probe
+    sequences), so only this pins it."""
+    m = (1 << 64) - 1
+
+    def ref(hi: int, lo: int, length: int) -> int:
+        h = hi ^ (lo * 0x9E3779B97F4A7C15 & m) ^ (length * 0xD6E8FEB86659FD93 & m)
+        h ^= h >> 30
+        h = h * 0xBF58476D1CE4E5B9 & m
+        h ^= h >> 27
+        h = h * 0x94D049BB133111EB & m
+        return h ^ (h >> 31)
+
+    rng = np.random.default_rng(64)
+    hi, lo = (rng.integers(0, 1 << 64, size=200, dtype=np.uint64) for _ in range(2))
+    length = rng.integers(17, 129, size=200).astype(np.uint64)
+    got = lpm._hash_keys(hi, lo, length)
+    assert got.tolist() == [ref(*k) for k in zip(hi.tolist(), lo.tolist(), length.tolist())]
+    assert lpm._hash_one(1, 2, 3) == ref(1, 2, 3)
+
+
+def home_is_lo(hi: np.ndarray, lo: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """A hash that puts a key's home slot where the test wants it: its low word."""
+    return lo.copy()
+
+
+def test_prefix_table_backward_shift_across_the_end() -> None:
+    # capacity 8: A homes in 7 (slot 7), B homes in 7 too (wraps to slot 0); removing A must
+    # move B into 7 -- B's home is the hole itself, with the cluster wrapped (i > j)
+    with mock.patch.object(lpm, "_hash_keys", home_is_lo):
+        t = lpm._PrefixTable(capacity=8)
+        t.insert(0, 7, 17, 1)
+        t.insert(0, 15, 17, 2)
+        t.remove(0, 7, 17)
+        assert t.probe(*(np.array([x], np.uint64) for x in (0, 15, 17))).tolist() == [2]
+        with pytest.raises(KeyError) as info:
+            t.remove(0, 7, 17)
+        assert info.value.args == ((0, 7, 17),)
+
+
+def test_prefix_table_values_zero_are_entries_not_holes() -> None:
+    # a cluster of four keys homed in slot 2, all mapping to 0 (next hop 0): removing the
+    # first must shift the others back past the zero values
+    with mock.patch.object(lpm, "_hash_keys", home_is_lo):
+        t = lpm._PrefixTable(capacity=16)
+        keys = [(0, 2 + 16 * k, 17) for k in range(4)]
+        for k in keys:
+            t.insert(*k, 0)
+        t.insert(0, 6, 17, 9)                      # homed after the cluster, pushed along
+        t.remove(*keys[0])
+        t.remove(*keys[2])
+        rest = keys[1:2] + keys[3:] + [(0, 6, 17)]
+        got = t.probe(*(np.array(c, np.uint64) for c in zip(*rest)))
+        assert got.tolist() == [0, 0, 9]

@@ -345,10 +345,11 @@ def packet_flow_key(m: Any) -> tuple[int, ...]:
     meaning of each part).  For a non-IP or malformed packet only ``(status,)``."""
     from ..packets import Ethernet, Fragment, Ipv4, Ipv6, SegmentRouting, Tcp, Udp
     from ..packets.dissect import dissect
+    from .view import MAX_VLAN_TAGS
 
     layers, _ = dissect(m)
-    if not layers or not isinstance(layers[0], Ethernet):
-        return (MALFORMED,)
+    if not layers or not isinstance(layers[0], Ethernet) or len(layers[0].vlans) > MAX_VLAN_TAGS:
+        return (MALFORMED,)                # (the compiled paths walk at most 4 VLAN tags)
     if layers[0].ether_type not in (0x0800, 0x86DD):
         return (NOT_IP,)
     if len(layers) < 2 or not isinstance(layers[1], (Ipv4, Ipv6)):
@@ -364,8 +365,12 @@ def packet_flow_key(m: Any) -> tuple[int, ...]:
             initial &= not (isinstance(last, Fragment) and last.fragment_offset != 0)
             nxt += 1
         proto = last.next_header if initial else -1
-        if proto in (0, 43, 44, 60):       # an extension chain nfkit could not finish
-            proto = -1
+        if proto in _EXT:
+            # a header nfkit has no class for (hop-by-hop, destination options, a routing
+            # type other than SRH): walked on the bytes by flow_key's rules, so that every
+            # path finds the same transport (the per-packet one stopped there, proto -1)
+            return _rest_of_chain(m, proto, last.payload_offset, ip.offset + len(ip),
+                                  8 - (nxt - 2), (status, int(ip.src), int(ip.dst)))
     sport = dport = -1
     if proto in (6, 17):
         l4 = layers[nxt] if nxt < len(layers) else None
@@ -373,3 +378,31 @@ def packet_flow_key(m: Any) -> tuple[int, ...]:
             return (MALFORMED,)
         sport, dport = l4.src_port, l4.dst_port
     return status, proto, int(ip.src), int(ip.dst), sport, dport
+
+
+_EXT = (0, 43, 44, 60)      # IPv6 extension headers: hop-by-hop, routing, fragment, dest. options
+
+
+def _rest_of_chain(m: Any, proto: int, pos: int, end: int, budget: int,
+                   ip: tuple[int, int, int]) -> tuple[int, ...]:
+    """The flow key of an IPv6 packet whose extension chain continues at ``pos`` (up to
+    ``end``) with headers the per-packet API does not parse, as :func:`flow_key` finds it."""
+    b = m.view()
+    initial = True
+    for _ in range(budget):
+        if proto not in _EXT or pos + 8 > end:
+            break
+        if proto == 44:
+            initial &= ((b[pos + 2] << 8) | b[pos + 3]) & 0xFFF8 == 0
+            size = 8
+        else:
+            size = (b[pos + 1] + 1) * 8
+        proto, pos = b[pos], pos + size
+    if proto in _EXT or not initial or pos > end:
+        return (ip[0], -1, ip[1], ip[2], -1, -1)
+    avail = end - pos
+    if proto == 6 and (avail < 20 or not 20 <= (b[pos + 12] >> 4) * 4 <= avail) \
+            or proto == 17 and avail < 8:
+        return (MALFORMED,)
+    ports = ((b[pos] << 8) | b[pos + 1], (b[pos + 2] << 8) | b[pos + 3]) if proto in (6, 17) else (-1, -1)
+    return (ip[0], proto, ip[1], ip[2], *ports)

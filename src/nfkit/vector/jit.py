@@ -184,7 +184,7 @@ def flow_key(data: np.ndarray, s: int, o: int, n: int):  # noqa: ANN201
         if n < l3 + 20:
             return MALFORMED, -1, l3, 0, z, z, z, z, -1, -1
         vi = data[s, o + l3]
-        ihl = (vi & 0x0F) * 4
+        ihl = np.int64(vi & 0x0F) * 4       # as Python, a uint8 here made end - l4 overflow
         tl = be16(data, s, o + l3 + 2)
         if vi >> 4 != 4 or ihl < 20 or l3 + ihl > n or (tl != 0 and (tl < ihl or l3 + tl > n)):
             return MALFORMED, -1, l3, 0, z, z, z, z, -1, -1

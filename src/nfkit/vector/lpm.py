@@ -791,16 +791,14 @@ class Lpm6:
                 f"default={self.default})")
 
 
-def _lpm4_lookup(tbl24: np.ndarray, tbl8: np.ndarray, addr: int, default: int) -> int:
-    """One DIR-24-8 lookup (what :meth:`Lpm4.lookup` does for a column), for kernels."""
+@_jit
+def lpm4_lookup(tbl24: np.ndarray, tbl8: np.ndarray, addr: int, default: int) -> int:
+    """One DIR-24-8 lookup (what :meth:`Lpm4.lookup` does for a column) -- compiled with
+    numba when installed, so a kernel can route inside its per-packet loop (see
+    :meth:`Lpm4.tables`)."""
     e = tbl24[addr >> 8]
     if e >= 0xC0000000:
         e = tbl8[((e & 0xFFFFFF) << 8) | (addr & 0xFF)]
     if e < 0x80000000:
         return default
     return e & 0xFFFFFF
-
-
-#: ``lpm4_lookup(tbl24, tbl8, addr, default)`` -- compiled with numba when installed, so a
-#: kernel can route inside its per-packet loop (see :meth:`Lpm4.tables`).
-lpm4_lookup = _jit(_lpm4_lookup)
