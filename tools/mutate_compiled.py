@@ -49,7 +49,8 @@ from mutmut.mutation.mutators import mutation_operators
 #: calls mutmut never mutates (nor their arguments)
 SKIP_CALLS = {"len", "isinstance"}
 #: methods mutmut leaves alone by name
-MUTMUT_SKIPS_NAMES = {"__getattribute__", "__setattr__", "__new__"}
+MUTMUT_SKIPS_NAMES = {"__getattribute__", "__setattr__", "__new__",
+                      "__init_subclass__"}      # (the last one: tools/mutation.py tells mutmut)
 GENERATED_FILE = "src/nfkit/packets/fields.py"
 
 
