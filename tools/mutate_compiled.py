@@ -459,9 +459,18 @@ def main() -> None:
         for t in targets_hit:
             by_target.setdefault(t, []).append((secs, test))
 
+    # stopped (SIGTERM: the driver's budget): end the running child too, keep the results
+    child = {"pid": 0, "stop": False}
+
+    def stop(signum: int, frame: Any) -> None:
+        child["stop"] = True
+        if child["pid"]:
+            os.killpg(child["pid"], signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, stop)
     start = time.monotonic()
     for i, (m, src, accessors) in enumerate(mutants):
-        if time.monotonic() - start > a.budget:
+        if time.monotonic() - start > a.budget or child["stop"]:
             break
         # the tests that call the function, fastest first, then the rest of their files (a
         # cache such as lru_cache calls the function only for the first test that needs it)
@@ -483,10 +492,14 @@ def main() -> None:
         t1 = time.monotonic()
         try:
             args = ["-x", *files, *(f"--deselect={d}" for d in a.deselect)]
-            code = _wait(_fork(tree, _pytest, args, [_Order(first), _Deadline(seconds)], env=env), limit)
+            child["pid"] = _fork(tree, _pytest, args, [_Order(first), _Deadline(seconds)], env=env)
+            code = _wait(child["pid"], limit)
         finally:
+            child["pid"] = 0
             if src is not None:
                 (tree / m.path).write_text(original[m.path])
+        if child["stop"]:
+            break
         m.status, m.seconds = status_of(code), round(time.monotonic() - t1, 2)
         print(f"[{i + 1}/{len(mutants)}] {m.status:9} {m.name}", flush=True)
     a.out.write_text(json.dumps([asdict(m) for m, _, _ in mutants], indent=1))
