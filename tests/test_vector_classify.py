@@ -44,6 +44,7 @@ def template_frames() -> list[bytes]:
         e / IP() / ICMP() / b"ping",
         e / IPv6() / ICMPv6EchoRequest() / b"ping",
         e / ARP(),
+        e / Dot1Q(vlan=9) / ARP(),                     # cut at 18 bytes: a tag and its type, no more
     ]
     chain = e / IPv6()
     for _ in range(9):                                 # a chain longer than the 8 walked
@@ -170,6 +171,8 @@ def test_templates_reach_every_kind() -> None:
     assert sum(bool(k["ipv6_routing"]) for k in kinds) == 1
     assert [k["l4_proto"] for k in kinds].count(-1) == 3     # two later fragments, a long chain
     assert [k["eth_valid"] for k in kinds].count(False) == 1  # five tags
+    arp = [t for t in template_frames() if t[16:18] == b"\x08\x06"][0]
+    assert reference(arp[:18])["eth_valid"] and not reference(arp[:17])["eth_valid"]
 
 
 def test_reads_past_the_pool_are_clipped() -> None:
