@@ -286,7 +286,8 @@ class _Recorder:
     def __init__(self, spans: dict[str, list[tuple[int, int, str]]]) -> None:
         self.spans = spans
         self.cache: dict[Any, str | None] = {}
-        self.current: set[str] = set()
+        self.outside: set[str] = set()            # called at import and collection time
+        self.current = self.outside
         self.hits: dict[str, tuple[list[str], float]] = {}
 
     def _target(self, code: Any) -> str | None:
@@ -311,17 +312,18 @@ class _Recorder:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: Any, nextitem: Any) -> Any:
-        import threading
         self.current = set()
-        sys.settrace(self._trace)
-        threading.settrace(self._trace)
         t0 = time.perf_counter()
         try:
             yield
         finally:
-            sys.settrace(None)
-            threading.settrace(None)
             self.hits[item.nodeid] = (sorted(self.current), time.perf_counter() - t0)
+            self.current = self.outside
+
+    def start(self) -> None:
+        import threading
+        sys.settrace(self._trace)
+        threading.settrace(self._trace)
 
 
 def _fork(tree: Path, fn: Any, *args: Any, env: dict[str, str] | None = None) -> int:
@@ -373,9 +375,16 @@ def _pytest(args: list[str], plugins: list[Any]) -> int:
                             "--hypothesis-seed=0", *args], plugins=plugins))
 
 
+#: the pseudo-test of the calls made while importing and collecting (e.g. the accessor
+#: generator): a mutant there runs every test of the group
+AT_IMPORT = "<import and collection>"
+
+
 def _stats(tree: Path, tests: list[str], spans: dict[str, Any], out: Path) -> int:
     rec = _Recorder(spans)
+    rec.start()                           # in the child: its imports are traced too
     code = _pytest(tests, [rec])
+    rec.hits[AT_IMPORT] = (sorted(rec.outside), 0.0)
     out.write_text(json.dumps({"exit": code, "hits": rec.hits, "generated": GENERATED}))
     return code
 
@@ -455,7 +464,8 @@ def main() -> None:
     seconds = {test: secs for test, (_, secs) in hits.items()}
     file_time: dict[str, float] = {}
     for test, (targets_hit, secs) in hits.items():
-        file_time[_file(test)] = file_time.get(_file(test), 0.0) + secs
+        if test != AT_IMPORT:
+            file_time[_file(test)] = file_time.get(_file(test), 0.0) + secs
         for t in targets_hit:
             by_target.setdefault(t, []).append((secs, test))
 
@@ -475,8 +485,11 @@ def main() -> None:
         # the tests that call the function, fastest first, then the rest of their files (a
         # cache such as lru_cache calls the function only for the first test that needs it)
         first = [t for _, t in sorted({x for k in accessors or [m.function] for x in by_target.get(k, [])})]
+        if AT_IMPORT in first:            # code run at import: any test may tell
+            first.remove(AT_IMPORT)
+            first += [f for f in file_time if f not in first]
         files = sorted({_file(t) for t in first})
-        limit = 3 * sum(file_time[f] for f in files) + 10
+        limit = 3 * sum(file_time.get(f, 0.0) for f in files) + 10
         if not first and a.untraced and not accessors:
             files, limit = list(a.untraced), 120
         m.tests = files
