@@ -293,7 +293,7 @@ class _Recorder:
     def _target(self, code: Any) -> str | None:
         name = code.co_filename
         if name.startswith("<nfkit field "):
-            return f"{name[13:-1]}|{code.co_name}"
+            return f"{name[13:-1]}|{code.co_name}" if code.co_name in ("get", "set") else None
         best = None
         for start, end, qual in self.spans.get(name, ()):
             if start <= code.co_firstlineno <= end and (best is None or start >= best[0]):
