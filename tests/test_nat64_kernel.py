@@ -3,6 +3,7 @@ on hypothesis-generated mixes (VLAN tags, hop limits, prefixes, options, padding
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,7 @@ def test_the_last_gateway_port_is_used_then_clients_are_dropped() -> None:
     ref = nat64.Nat64(first_port=65534)
     assert per_packet(ref.six_to_four, six) == want4
     assert per_packet(ref.four_to_six, four) == want6
+    assert len(ref.port_to_v6) == 2 and ref.port_for(ipaddress.IPv6Address("2001:db8::9"), 1) is None
     for python in (False, True):
         k = nat64.KernelNat64(first_port=65534)
         assert kernel(k.six_to_four, six, python) == want4
