@@ -3,6 +3,7 @@ on hypothesis-generated mixes (VLAN tags, hop limits, prefixes, options, padding
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,7 @@ def v6_flow(draw: Any) -> dict[str, Any]:
     return {"client": draw(st.sampled_from(["2001:db8::1", "2001:db8::2", "2001:db8:ffff::1234:5678"])),
             "sport": draw(st.sampled_from([1000, 1001, 65535])),
             "dst4": draw(st.sampled_from(["198.51.100.7", "192.0.2.1", "10.0.0.1", "255.255.255.255"])),
-            "prefix": draw(st.sampled_from(["64:ff9b::"] * 5 + ["64:ff9b:1::", "2001:db8::"])),
+            "prefix": draw(st.sampled_from(["64:ff9b::"] * 5 + ["64:ff9b:1::", "64:ff9b::1:", "2001:db8::"])),
             "proto": draw(st.sampled_from(["tcp"] * 6 + ["udp"])),
             "hops": draw(st.sampled_from([0, 1, 2, 3, 64, 255])), "tc": draw(st.integers(0, 255)),
             "fl": draw(st.integers(0, 0xFFFFF)), "dport": draw(st.sampled_from([80, 443])),
@@ -221,6 +222,7 @@ def test_the_last_gateway_port_is_used_then_clients_are_dropped() -> None:
     ref = nat64.Nat64(first_port=65534)
     assert per_packet(ref.six_to_four, six) == want4
     assert per_packet(ref.four_to_six, four) == want6
+    assert len(ref.port_to_v6) == 2 and ref.port_for(ipaddress.IPv6Address("2001:db8::9"), 1) is None
     for python in (False, True):
         k = nat64.KernelNat64(first_port=65534)
         assert kernel(k.six_to_four, six, python) == want4
@@ -253,3 +255,117 @@ def test_main_refuses_an_unknown_mode(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("NFKIT_NAT64", "fast")
     with pytest.raises(RunError, match="NFKIT_NAT64: expected kernel or per-packet, got 'fast'"):
         run_app(APP, tmp_path / "nat64.toml", status=False)
+
+
+def kernel_with(k: Any, mbufs: list[Mbuf], python: bool) -> list[bytes | None]:
+    pool = mbufs[0].pool
+    slots = np.array([m.slot for m in mbufs], dtype=np.int64)
+    keep = k.run(pool, slots, python=python)
+    return [Mbuf(pool, int(s)).to_bytes() if kp else None for s, kp in zip(slots, keep)]
+
+
+def v6_flow_to(dst4: str, tc: int = 0) -> dict[str, Any]:
+    return dict(client="2001:db8::1", sport=1000, dst4=dst4, prefix="64:ff9b::", proto="tcp",
+                hops=64, tc=tc, fl=0, dport=80, vlans=[], payload=b"p" * 6, tcp={"flags": "S"})
+
+
+def test_an_ipv4_header_sum_that_carries_twice() -> None:
+    """The IPv4 header checksum folds its sum twice: find a destination whose sum still
+    carries after the first fold (else the second fold is never exercised)."""
+    def carries_twice(d: int) -> bool:
+        words = [0x4500, 20 + 26, 0, 0, (63 << 8) | 6, 0xCB00, 0x7101, d >> 16, d & 0xFFFF]
+        total = sum(words)
+        return (total & 0xFFFF) + (total >> 16) > 0xFFFF
+    dst = next(d for d in range(0xFFFF0000, 0xFFFFFFFF) if carries_twice(d))
+    flows = [v6_flow_to(str(ipaddress.IPv4Address(dst)))]
+    want4, _ = expected(flows, [])
+    six = [build6(f) for f in flows]
+    assert per_packet(nat64.Nat64().six_to_four, six) == want4
+    for python in (False, True):
+        assert kernel(nat64.KernelNat64().six_to_four, six, python) == want4
+
+
+def test_payload_length_zero_means_the_rest_of_the_frame() -> None:
+    six = build6(v6_flow_to("192.0.2.1"))
+    unset = Ether(six)
+    unset[IPv6].plen = 0
+    want4, _ = expected([v6_flow_to("192.0.2.1")], [])
+    for python in (False, True):
+        assert kernel(nat64.KernelNat64().six_to_four, [bytes(unset)], python) == want4
+
+
+def test_too_little_headroom_drops_and_the_burst_goes_on() -> None:
+    """four_to_six grows the frame by 20 bytes at its front: with 19 bytes of headroom the
+    packet is dropped (counted), the next one of the burst still translated; 20 suffice."""
+    k = nat64.KernelNat64()
+    kernel(k.six_to_four, [build6(v6_flow_to("192.0.2.1"))], python=True)     # binds 1025
+    reply = dict(src4="192.0.2.1", dport=1025, proto="tcp", ttl=64, tos=0, frag=(0, 0), options=0,
+                 sport=80, vlans=[], payload=b"r", tcp={"flags": "SA"})
+    _, want6 = expected([v6_flow_to("192.0.2.1")], [reply])
+    raw = build4(reply)
+    for python in (False, True):
+        for headroom, room in ((20, True), (19, False)):
+            pool = Mempool(capacity=4, headroom=headroom)
+            tight = Mbuf.from_bytes(raw, pool)
+            roomy = Mbuf.from_bytes(bytes(40) + raw, pool)
+            roomy.shrink(0, 40)                              # 40 bytes more headroom
+            got = kernel_with(k.four_to_six, [tight, roomy], python)
+            assert got == [want6[0] if room else None, want6[0]], (python, headroom)
+
+
+def binding_home(hi: int, lo: np.ndarray, sport: int) -> np.ndarray:
+    """The slot the kernel's binding table probes first for (hi, lo, sport) (its hash)."""
+    with np.errstate(over="ignore"):
+        h = (np.uint64(hi) * np.uint64(0x9E3779B97F4A7C15)) ^ (lo * np.uint64(0xC2B2AE3D27D4EB4F)) \
+            ^ np.uint64(sport * 0x165667B1)
+        h ^= h >> np.uint64(31)
+    return h & np.uint64(nat64.SLOTS - 1)
+
+
+def clients_sharing_a_slot(flows_from: list[tuple[int, int]], sport: int = 1000) -> list[bytes]:
+    return [build6(dict(v6_flow_to("192.0.2.1"), client=str(ipaddress.IPv6Address((hi << 64) | lo)),
+                        sport=sport)) for hi, lo in flows_from]
+
+
+def test_clients_whose_bindings_collide_keep_their_own_ports() -> None:
+    """Three clients (same address high half, same port) whose bindings hash to one slot
+    of the kernel's table, and two whose address halves differ only below float64's
+    precision: each gets its own gateway port, and replies find it."""
+    hi = 0x20010DB800000000
+    lo = np.arange(1, 1 << 22, dtype=np.uint64)
+    homes = binding_home(hi, lo, 1000)
+    chain = [(hi, int(x)) for x in lo[homes == homes[0]][:3]]
+    base_hi, base_lo = 0x20010DB800000000, 0x8000000000000000
+    near = [(base_hi, base_lo), (base_hi + 91, base_lo + 793)]   # same slot, same as floats
+    assert binding_home(near[1][0], np.array([near[1][1]], np.uint64), 1000)[0] \
+        == binding_home(near[0][0], np.array([near[0][1]], np.uint64), 1000)[0]
+    for clients in (chain, near):
+        six = clients_sharing_a_slot(clients)
+        flows = [dict(v6_flow_to("192.0.2.1"), client=str(ipaddress.IPv6Address((h << 64) | lo_)))
+                 for h, lo_ in clients]
+        replies = [dict(src4="192.0.2.1", dport=1025 + i, proto="tcp", ttl=64, tos=0, frag=(0, 0),
+                        options=0, sport=80, vlans=[], payload=b"", tcp={"flags": "SA"})
+                   for i in range(len(clients))]
+        want4, want6 = expected(flows, replies)
+        for python in (False, True):
+            k = nat64.KernelNat64()
+            assert kernel(k.six_to_four, six + six, python) == want4 + want4   # again: same ports
+            assert kernel(k.four_to_six, [build4(r) for r in replies], python) == want6
+            assert len(k) == len(clients)
+
+
+@pytest.mark.parametrize("have_numba", [True, False])
+def test_main_chooses_the_kernels_when_numba_is_there(have_numba: bool, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[str] = []
+    real_k, real_p = nat64.KernelNat64, nat64.Nat64
+    monkeypatch.setattr(nat64, "KernelNat64", lambda: made.append("kernel") or real_k())
+    monkeypatch.setattr(nat64, "Nat64", lambda: made.append("per-packet") or real_p())
+    monkeypatch.setattr(nat64, "HAVE_NUMBA", have_numba)
+    monkeypatch.delenv("NFKIT_NAT64", raising=False)
+    for f in ("nat64.toml", "v4-side.pcap", "v6-side.pcap"):
+        shutil.copy(APP.parent / f, tmp_path / f)
+    monkeypatch.chdir(tmp_path)
+    result = run_app(nat64.main, tmp_path / "nat64.toml", status=False)
+    assert made == ["kernel" if have_numba else "per-packet"]
+    assert sum(v["act"] for v in result.pipelines.values()) == 6

@@ -44,7 +44,21 @@ def template_frames() -> list[bytes]:
         e / IP() / ICMP() / b"ping",
         e / IPv6() / ICMPv6EchoRequest() / b"ping",
         e / ARP(),
+        e / Dot1Q(vlan=9) / ARP(),                     # cut at 18 bytes: a tag and its type, no more
+        e / IP(proto=253),                             # headers that end exactly at the frame's end
+        e / IPv6(nh=59),
+        e / IPv6() / IPv6ExtHdrHopByHop(nh=59),
+        e / IP(len=0, options=[IPOption_NOP()] * 8) / UDP(),   # options the cuts end inside
+        e / IP() / TCP() / (b"y" * 10),                # room for some data offsets, not all
     ]
+    pad = b"\x00" * 24                                 # lengths that end inside the next header
+    frames += [e / IP(len=20 + 7) / UDP() / pad, e / IP(len=20 + 19) / TCP() / pad,
+               e / IPv6(plen=7) / UDP() / pad, e / IPv6(plen=19) / TCP() / pad,
+               e / IPv6(plen=4) / IPv6ExtHdrHopByHop() / UDP() / pad]
+    routed = e / IPv6()
+    for _ in range(8):                                 # the ninth header, routing, is unwalked
+        routed = routed / IPv6ExtHdrDestOpt()
+    frames.append(routed / IPv6ExtHdrSegmentRouting(addresses=["2001:db8::1"]) / TCP())
     chain = e / IPv6()
     for _ in range(9):                                 # a chain longer than the 8 walked
         chain = chain / IPv6ExtHdrDestOpt()
@@ -165,11 +179,13 @@ def test_classification_on_every_cut_and_byte_change(compiled: bool) -> None:
 def test_templates_reach_every_kind() -> None:
     """The templates themselves classify as meant (the reference is not vacuous)."""
     kinds = [reference(t) for t in template_frames()]
-    assert sum(k["tcp_valid"] for k in kinds) == 3 and sum(k["udp_valid"] for k in kinds) == 4
+    assert sum(k["tcp_valid"] for k in kinds) == 4 and sum(k["udp_valid"] for k in kinds) == 5
     assert [k["icmpv4_valid"] or k["icmpv6_valid"] for k in kinds].count(True) == 2
     assert sum(bool(k["ipv6_routing"]) for k in kinds) == 1
-    assert [k["l4_proto"] for k in kinds].count(-1) == 3     # two later fragments, a long chain
+    assert [k["l4_proto"] for k in kinds].count(-1) == 5     # later fragments, long or cut chains
     assert [k["eth_valid"] for k in kinds].count(False) == 1  # five tags
+    arp = [t for t in template_frames() if t[16:18] == b"\x08\x06"][0]
+    assert reference(arp[:18])["eth_valid"] and not reference(arp[:17])["eth_valid"]
 
 
 def test_reads_past_the_pool_are_clipped() -> None:

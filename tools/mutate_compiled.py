@@ -49,7 +49,8 @@ from mutmut.mutation.mutators import mutation_operators
 #: calls mutmut never mutates (nor their arguments)
 SKIP_CALLS = {"len", "isinstance"}
 #: methods mutmut leaves alone by name
-MUTMUT_SKIPS_NAMES = {"__getattribute__", "__setattr__", "__new__"}
+MUTMUT_SKIPS_NAMES = {"__getattribute__", "__setattr__", "__new__",
+                      "__init_subclass__"}      # (the last one: tools/mutation.py tells mutmut)
 GENERATED_FILE = "src/nfkit/packets/fields.py"
 
 
@@ -285,13 +286,14 @@ class _Recorder:
     def __init__(self, spans: dict[str, list[tuple[int, int, str]]]) -> None:
         self.spans = spans
         self.cache: dict[Any, str | None] = {}
-        self.current: set[str] = set()
+        self.outside: set[str] = set()            # called at import and collection time
+        self.current = self.outside
         self.hits: dict[str, tuple[list[str], float]] = {}
 
     def _target(self, code: Any) -> str | None:
         name = code.co_filename
         if name.startswith("<nfkit field "):
-            return f"{name[13:-1]}|{code.co_name}"
+            return f"{name[13:-1]}|{code.co_name}" if code.co_name in ("get", "set") else None
         best = None
         for start, end, qual in self.spans.get(name, ()):
             if start <= code.co_firstlineno <= end and (best is None or start >= best[0]):
@@ -310,17 +312,18 @@ class _Recorder:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: Any, nextitem: Any) -> Any:
-        import threading
         self.current = set()
-        sys.settrace(self._trace)
-        threading.settrace(self._trace)
         t0 = time.perf_counter()
         try:
             yield
         finally:
-            sys.settrace(None)
-            threading.settrace(None)
             self.hits[item.nodeid] = (sorted(self.current), time.perf_counter() - t0)
+            self.current = self.outside
+
+    def start(self) -> None:
+        import threading
+        sys.settrace(self._trace)
+        threading.settrace(self._trace)
 
 
 def _fork(tree: Path, fn: Any, *args: Any, env: dict[str, str] | None = None) -> int:
@@ -372,9 +375,16 @@ def _pytest(args: list[str], plugins: list[Any]) -> int:
                             "--hypothesis-seed=0", *args], plugins=plugins))
 
 
+#: the pseudo-test of the calls made while importing and collecting (e.g. the accessor
+#: generator): a mutant there runs every test of the group
+AT_IMPORT = "<import and collection>"
+
+
 def _stats(tree: Path, tests: list[str], spans: dict[str, Any], out: Path) -> int:
     rec = _Recorder(spans)
+    rec.start()                           # in the child: its imports are traced too
     code = _pytest(tests, [rec])
+    rec.hits[AT_IMPORT] = (sorted(rec.outside), 0.0)
     out.write_text(json.dumps({"exit": code, "hits": rec.hits, "generated": GENERATED}))
     return code
 
@@ -454,19 +464,32 @@ def main() -> None:
     seconds = {test: secs for test, (_, secs) in hits.items()}
     file_time: dict[str, float] = {}
     for test, (targets_hit, secs) in hits.items():
-        file_time[_file(test)] = file_time.get(_file(test), 0.0) + secs
+        if test != AT_IMPORT:
+            file_time[_file(test)] = file_time.get(_file(test), 0.0) + secs
         for t in targets_hit:
             by_target.setdefault(t, []).append((secs, test))
 
+    # stopped (SIGTERM: the driver's budget): end the running child too, keep the results
+    child = {"pid": 0, "stop": False}
+
+    def stop(signum: int, frame: Any) -> None:
+        child["stop"] = True
+        if child["pid"]:
+            os.killpg(child["pid"], signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, stop)
     start = time.monotonic()
     for i, (m, src, accessors) in enumerate(mutants):
-        if time.monotonic() - start > a.budget:
+        if time.monotonic() - start > a.budget or child["stop"]:
             break
         # the tests that call the function, fastest first, then the rest of their files (a
         # cache such as lru_cache calls the function only for the first test that needs it)
         first = [t for _, t in sorted({x for k in accessors or [m.function] for x in by_target.get(k, [])})]
+        if AT_IMPORT in first:            # code run at import: any test may tell
+            first.remove(AT_IMPORT)
+            first += [f for f in file_time if f not in first]
         files = sorted({_file(t) for t in first})
-        limit = 3 * sum(file_time[f] for f in files) + 10
+        limit = 3 * sum(file_time.get(f, 0.0) for f in files) + 10
         if not first and a.untraced and not accessors:
             files, limit = list(a.untraced), 120
         m.tests = files
@@ -482,10 +505,14 @@ def main() -> None:
         t1 = time.monotonic()
         try:
             args = ["-x", *files, *(f"--deselect={d}" for d in a.deselect)]
-            code = _wait(_fork(tree, _pytest, args, [_Order(first), _Deadline(seconds)], env=env), limit)
+            child["pid"] = _fork(tree, _pytest, args, [_Order(first), _Deadline(seconds)], env=env)
+            code = _wait(child["pid"], limit)
         finally:
+            child["pid"] = 0
             if src is not None:
                 (tree / m.path).write_text(original[m.path])
+        if child["stop"]:
+            break
         m.status, m.seconds = status_of(code), round(time.monotonic() - t1, 2)
         print(f"[{i + 1}/{len(mutants)}] {m.status:9} {m.name}", flush=True)
     a.out.write_text(json.dumps([asdict(m) for m, _, _ in mutants], indent=1))

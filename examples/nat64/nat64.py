@@ -206,7 +206,7 @@ def four_to_six_k(data, slots, data_off, data_len, keep, table, rev):  # noqa: A
     """IPv4/TCP to a bound gateway port -> IPv6/TCP to the client, in place."""
     for i in range(slots.shape[0]):
         s = slots[i]
-        o = data_off[s]
+        o = np.int64(data_off[s])   # signed: as Python, uint32 - 40 wrapped past the headroom check
         st, pr, l3, l4, sh, sl, dh, dl, sp, dp = flow_key(data, s, o, data_len[s])
         sl, dl = np.uint64(sl), np.uint64(dl)
         a = o + l3
