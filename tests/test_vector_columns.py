@@ -19,6 +19,7 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import Ether
 
 from nfkit import Mbuf, Mempool
+from nfkit.errors import FieldValueError
 from nfkit.packets import Ethernet, Fragment, Icmpv4, Icmpv6, Ipv4, Ipv6, SegmentRouting, Tcp, Udp
 from nfkit.packets.dissect import dissect
 from nfkit.vector import BatchView
@@ -79,6 +80,7 @@ def write_both(raws: list[bytes], writes: list[tuple[str, Any]], seed: int) -> N
     per = [headers_of(m) for m in ref]
     b = BatchView(pool, slots)
     rng = np.random.default_rng(seed)
+    refused: set[int] = set()
     for hdr, f in writes:
         cols = getattr(b, hdr)
         present = np.array([hdr in p for p in per])
@@ -89,8 +91,16 @@ def write_both(raws: list[bytes], writes: list[tuple[str, Any]], seed: int) -> N
         cols.set(f.name, vals, where=where)
         for i, p in enumerate(per):
             if where[i] and cols.valid[i]:
-                setattr(p[hdr], f.name, per_packet_value(f, vals[i]))
+                try:
+                    setattr(p[hdr], f.name, per_packet_value(f, vals[i]))
+                except FieldValueError:
+                    # the per-packet setter refuses a structural value that breaks the
+                    # header's bounds (issue #11); column writes are still raw there (not
+                    # yet bounded): nothing to compare for that packet
+                    refused.add(i)
     for i, (m, r) in enumerate(zip(ms, ref)):
+        if i in refused:
+            continue
         assert m.to_bytes() == r.to_bytes(), f"packet {i} after {[(h, f.name) for h, f in writes]}"
 
 
