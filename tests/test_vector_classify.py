@@ -22,6 +22,7 @@ from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 
 from nfkit import Mbuf, Mempool
 from nfkit.vector import BatchView, _classify, view
+from nfkit.testing import skips
 
 VLAN = (0x8100, 0x88A8, 0x9100)
 EXT = (0, 43, 60, 44)
@@ -167,8 +168,9 @@ def defined(got: dict[str, Any], want: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["numpy", "compiled"])
 def test_classification_on_every_cut_and_byte_change(compiled: bool) -> None:
-    if compiled and not _classify.AVAILABLE:
-        pytest.skip("numba is not installed: no compiled classification")
+    if compiled:
+        skips.need(_classify.AVAILABLE, "numba is not installed: no compiled classification",
+                   "pip install 'nfkit[jit]'")
     frames = [v for t in template_frames() for v in variants(t)]
     got = classified(frames, compiled)
     for f, g in zip(frames, got):
