@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import Ether
 
@@ -255,3 +255,25 @@ def test_flow_hash_dtype_families_and_key() -> None:
     s = b.flow_hash(SYMMETRIC_RSS_KEY)
     assert s[1] == s[2] and h[1] != h[2]
     assert s[0] == rss_hash_ipv4(np.array([0x0A000001]), np.array([0x0A000002]), key=SYMMETRIC_RSS_KEY)[0]
+
+
+def test_a_write_that_changes_no_byte_leaves_the_checksum_alone() -> None:
+    """A column write of the value a field already holds changes no byte, as the per-packet
+    setter (which skips the checksum when the raw value stays).  The modular update
+    ``(HC - 0) % 0xFFFF`` would turn a stored 0xFFFF into 0: wrong for an all-zero ICMPv4
+    message, whose full RFC 1071 recomputation (Scapy's too) is 0xFFFF, and for an IPv4
+    header a change of bytes the caller did not ask for (0xFFFF and 0 both verify there)."""
+    e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    zero_icmp = e / IP(src="10.0.0.1", dst="10.0.0.2") / ICMP(type=0, code=0, id=0, seq=0)
+    assert ICMP(bytes(zero_icmp[ICMP])).chksum == 0xFFFF          # Scapy: all-zero data
+    ipv4_ffff = bytearray(bytes(e / IP(src="10.0.0.1", dst="10.0.0.2") / TCP()))
+    ipv4_ffff[24:26] = b"\xff\xff"
+    frames = [bytes(zero_icmp), bytes(ipv4_ffff)]
+    for hdr, name in (("icmpv4", "msg_type"), ("icmpv4", "code"), ("ipv4", "reserved_flag"),
+                      ("ipv4", "ttl"), ("ipv4", "src")):
+        pool, slots, ms = load(frames)
+        cols = getattr(BatchView(pool, slots), hdr)
+        cols.set(name, cols.get(name))
+        assert [m.to_bytes() for m in ms] == frames, f"{hdr}.{name}"
+        f = next(f for f in HEADERS[hdr].ALL_FIELDS if f.name == name)
+        write_both(frames, [(hdr, f)], seed=0)

@@ -356,11 +356,15 @@ class HeaderColumns:
             nwords = int((span - w0).max())
             old_sum = _word_sum(v, hdr_start + w0, nwords)
         idx = pos[:, None] + np.arange(w, dtype=np.int64)
+        # rows whose bytes change: as the per-packet setter, a write of the value already
+        # there leaves the header's checksum alone ((HC - 0) % 0xFFFF would turn a stored
+        # 0xFFFF into 0, wrong for an all-zero ICMPv4 message)
+        changed = (v.flat[idx] != new_bytes).any(axis=1)
         v.flat[idx] = new_bytes
         if fix_own or f.pseudo:
             delta = _word_sum(v, hdr_start + w0, nwords) - old_sum
-            if fix_own:
-                _fix_checksum(v, hdr_start + self._cls.CHECKSUM, delta,
+            if fix_own and changed.any():
+                _fix_checksum(v, (hdr_start + self._cls.CHECKSUM)[changed], delta[changed],
                               self._cls.CHECKSUM_ZERO_MEANS_NONE)
             if f.pseudo:
                 self._fix_transport(mask, delta, f)
