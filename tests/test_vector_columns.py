@@ -80,7 +80,6 @@ def write_both(raws: list[bytes], writes: list[tuple[str, Any]], seed: int) -> N
     per = [headers_of(m) for m in ref]
     b = BatchView(pool, slots)
     rng = np.random.default_rng(seed)
-    refused: set[int] = set()
     for hdr, f in writes:
         cols = getattr(b, hdr)
         present = np.array([hdr in p for p in per])
@@ -88,19 +87,21 @@ def write_both(raws: list[bytes], writes: list[tuple[str, Any]], seed: int) -> N
         # counts as 4 bytes of ICMP) there is nothing to compare with: leave those alone
         where = rng.integers(0, 2, size=len(raws)).astype(bool) & present
         vals = random_values(f, len(raws), rng)
-        cols.set(f.name, vals, where=where)
+        refused = np.zeros(len(raws), dtype=bool)
         for i, p in enumerate(per):
             if where[i] and cols.valid[i]:
                 try:
                     setattr(p[hdr], f.name, per_packet_value(f, vals[i]))
                 except FieldValueError:
-                    # the per-packet setter refuses a structural value that breaks the
-                    # header's bounds (issue #11); column writes are still raw there (not
-                    # yet bounded): nothing to compare for that packet
-                    refused.add(i)
+                    refused[i] = True     # a structural value past the header's bounds (#11)
+        if refused.any():
+            # the column write refuses the same values, naming the column, and writes nothing
+            before = [m.to_bytes() for m in ms]
+            with pytest.raises(FieldValueError, match=rf"^{HEADERS[hdr].NAME}\.{f.name}: "):
+                cols.set(f.name, vals, where=where)
+            assert [m.to_bytes() for m in ms] == before
+        cols.set(f.name, vals, where=where & ~refused)
     for i, (m, r) in enumerate(zip(ms, ref)):
-        if i in refused:
-            continue
         assert m.to_bytes() == r.to_bytes(), f"packet {i} after {[(h, f.name) for h, f in writes]}"
 
 
@@ -146,7 +147,8 @@ def test_every_column_reads_as_per_packet_with_zeros_elsewhere(raws: list[bytes]
 
 
 def test_range_checks_name_the_field() -> None:
-    pool, slots, _ = load([bytes(Ether() / IP() / TCP()), bytes(Ether() / IPv6() / UDP())])
+    # 60 bytes of payload: the largest IHL and data offset (60-byte headers) fit the packet
+    pool, slots, _ = load([bytes(Ether() / IP() / TCP() / (b"x" * 60)), bytes(Ether() / IPv6() / UDP())])
     b = BatchView(pool, slots)
     for hdr, f in FIELDS:
         if f.kind in ("ipv6", "flag"):
@@ -160,6 +162,29 @@ def test_range_checks_name_the_field() -> None:
             with pytest.raises(ValueError, match=rf"^{HEADERS[hdr].NAME}\.{f.name}: values must be "
                                                  rf"in 0\.\.{f.max}$"):
                 cols.set(f.name, np.full(2, bad, dtype=np.int64))
+
+
+def test_header_length_columns_stay_inside_the_packet() -> None:
+    """IHL and the TCP data offset, written as columns, are bounded as the per-packet setters
+    bound them: the header must hold its fixed part and end inside its IP packet."""
+    frames = [bytes(Ether() / IP() / TCP() / (b"x" * 8)), bytes(Ether() / IP() / TCP())]
+    pool, slots, ms = load(frames)
+    b = BatchView(pool, slots)
+    for cols, name, ok, bad in ((b.ipv4, "ihl", [7, 10], [7, 11]), (b.ipv4, "ihl", [5, 5], [4, 5]),
+                                (b.tcp, "data_offset", [7, 5], [7, 6]),
+                                (b.tcp, "data_offset", [5, 5], [5, 4])):
+        with pytest.raises(FieldValueError, match=rf"^{cols._cls.NAME}\.{name}: "):
+            cols.set(name, np.array(bad))
+        assert [m.to_bytes() for m in ms] == frames                 # nothing written
+        cols.set(name, np.array(ok), where=np.array([True, False]))
+        assert int(cols.get(name)[0]) == ok[0]
+        cols.set(name, cols.get(name) * 0 + 5)                      # back to 5 words
+    pool2, slots2, _ = load([bytes(Ether() / IP()), bytes(Ether() / IP() / b"four")])
+    b2 = BatchView(pool2, slots2)
+    with pytest.raises(FieldValueError, match=r"^IPv4\.ihl: "):
+        b2.ipv4.set("ihl", 6)                      # 24 bytes > the 20 of the first packet
+    b2.ipv4.set("ihl", 6, where=np.array([False, True]))
+    assert b2.ipv4.get("ihl").tolist() == [5, 6]
 
 
 def test_attribute_errors() -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..buffers import Mempool
+from ..errors import FieldValueError
 from . import _classify
 from ..packets import Ethernet, Icmpv4, Icmpv6, Ipv4, Ipv6, Tcp, Udp
 from ..packets.base import Packet
@@ -338,7 +339,9 @@ class HeaderColumns:
         else:
             vals = _as_int(value, f, v.n)[mask]
             if len(vals) and (vals.min() < 0 or vals.max() > f.max):
-                raise ValueError(f"{self._cls.NAME}.{name}: values must be in 0..{f.max}")
+                raise FieldValueError(f"{self._cls.NAME}.{name}: values must be in 0..{f.max}")
+            if f.bounded:
+                self._bound(f, vals, mask)
             vals = vals.astype(np.uint64)
             old_bytes = v.gather(pos, w)
             if f.is_masked:
@@ -368,6 +371,21 @@ class HeaderColumns:
                               self._cls.CHECKSUM_ZERO_MEANS_NONE)
             if f.pseudo:
                 self._fix_transport(mask, delta, f)
+
+    def _bound(self, f: Field, words: np.ndarray, mask: np.ndarray) -> None:
+        """Refuse header lengths (IPv4 IHL, TCP data offset, in 32-bit words) that the
+        per-packet setter refuses: the header must hold its fixed part and end inside its IP
+        packet.  Checked before any write, so a refused column writes nothing."""
+        if self._cls not in (Ipv4, Tcp):      # the only bounded fields of these headers
+            raise NotImplementedError(f"no column bound for {self._cls.NAME}.{f.name}")
+        v = self._view
+        room = (v.l3_end - self._rel)[mask]
+        bad = (words * 4 < self._cls.SIZE) | (words * 4 > room)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise FieldValueError(f"{self._cls.NAME}.{f.name}: {int(words[i])} words "
+                                  f"({int(words[i]) * 4} bytes) in packet {int(np.flatnonzero(mask)[i])}; "
+                                  f"it needs {self._cls.SIZE} to {int(room[i])} there (set options instead)")
 
     def _fix_transport(self, mask: np.ndarray, delta: np.ndarray, f: Field) -> None:
         """An IP address changed: the TCP/UDP/ICMPv6 checksum covers it (pseudo-header)."""
