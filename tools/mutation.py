@@ -69,7 +69,7 @@ PACKET_MODULES = ("arp", "base", "constants", "dissect", "ethernet", "fields", "
 NUMBA_ONLY = ("tests/test_vector_jit.py::test_numba_is_used_when_installed",)
 
 GROUPS = {g.name: g for g in (
-    Group("checksum", PACKET_TESTS[:4], mutmut=("src/nfkit/checksum.py",)),
+    Group("checksum", ("tests/test_checksum.py",) + PACKET_TESTS[:4], mutmut=("src/nfkit/checksum.py",)),
     # fields.py generates the accessors at import, before mutmut switches a mutant on (its
     # 700 mutmut mutants all "survived"): the engine mutates the file and imports it fresh
     Group("packets", PACKET_TESTS,
