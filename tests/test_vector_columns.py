@@ -268,7 +268,9 @@ def test_decrement_ttl_edges() -> None:
 
 def test_flow_hash_dtype_families_and_key() -> None:
     from nfkit.vector.hash import SYMMETRIC_RSS_KEY, rss_hash_ipv4
-    e = Ether()
+    # explicit MACs: with Ether() Scapy resolves the IPv6 destination's MAC by sending a
+    # neighbour solicitation (network I/O, and a select() that failed past fd 1024)
+    e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
     frames = [bytes(e / IP(src="10.0.0.1", dst="10.0.0.2") / (b"\x00" * 8)),    # IPv4, no ports
               bytes(e / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=7, dport=9)),
               bytes(e / IPv6(src="2001:db8::2", dst="2001:db8::1") / UDP(sport=9, dport=7))]
