@@ -143,8 +143,13 @@ def run_mutmut(g: Group, budget: float, names: list[str] | None) -> list[Result]
     work = WORK / g.name / "mutmut"
     work.mkdir(parents=True, exist_ok=True)
     for d in ("src", "tests", "examples", "bench"):
-        if not (work / d).exists():
-            (work / d).symlink_to(ROOT / d)
+        # a link left by another checkout (mutants/ copied or the tree moved) would mutate
+        # and test that checkout: point every link at this tree
+        link = work / d
+        if link.is_symlink() and link.readlink() != ROOT / d:
+            link.unlink()
+        if not link.exists():
+            link.symlink_to(ROOT / d)
     (work / "pyproject.toml").write_text(f"""\
 [tool.pytest.ini_options]
 testpaths = ["tests"]
