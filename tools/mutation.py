@@ -64,7 +64,7 @@ class Group:
 PACKET_TESTS = ("tests/test_packets_core.py", "tests/test_oracle_scapy.py", "tests/test_tunnels.py",
                 "tests/test_icmp.py", "tests/test_ipv6ext.py", "tests/test_ndp.py", "tests/test_arp.py",
                 "tests/test_roundtrip.py", "tests/test_fuzz.py", "tests/test_decrement_ttl.py",
-                "tests/test_reconcile_edges.py")
+                "tests/test_reconcile_edges.py", "tests/test_packet_edits.py")
 PACKET_MODULES = ("arp", "base", "constants", "dissect", "ethernet", "fields", "gre", "gtpu", "icmpv4",
                   "icmpv6", "ip", "ipv4", "ipv6", "ipv6ext", "ndp", "tcp", "udp", "vxlan")
 NUMBA_ONLY = ("tests/test_vector_jit.py::test_numba_is_used_when_installed",)
