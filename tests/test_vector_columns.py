@@ -181,7 +181,8 @@ def test_header_length_columns_stay_inside_the_packet() -> None:
         cols.set(name, cols.get(name) * 0 + 5)                      # back to 5 words
     pool2, slots2, _ = load([bytes(Ether() / IP()), bytes(Ether() / IP() / b"four")])
     b2 = BatchView(pool2, slots2)
-    with pytest.raises(FieldValueError, match=r"^IPv4\.ihl: "):
+    with pytest.raises(FieldValueError, match=r"^IPv4\.ihl: 6 words \(24 bytes\) in packet 0; it needs 20 to 20 "
+                                              r"there \(set options instead\)$"):
         b2.ipv4.set("ihl", 6)                      # 24 bytes > the 20 of the first packet
     b2.ipv4.set("ihl", 6, where=np.array([False, True]))
     assert b2.ipv4.get("ihl").tolist() == [5, 6]
