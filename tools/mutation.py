@@ -338,8 +338,12 @@ def table_rows(scores: dict[str, Score]) -> dict[str, str]:
     rows = {}
     for m, s in sorted(scores.items()):
         engines = ", ".join(f"{n} {e}" for e, n in sorted(s.engines.items()))
+        # a score over mutants of which some never ran is no score: say how many are missing
+        ran = s.total - s.equivalent - s.not_run
+        score = f"**{s.score:.1f} %**" if not s.not_run else \
+            f"{100.0 * s.killed / ran:.1f} % of the {ran} run" if ran > 0 else "not run"
         rows[m] = (f"| `{m}` | {s.total} ({engines}) | {s.killed} | {s.timeout} | {s.survived} | "
-                   f"{s.no_tests} | {s.not_run} | {s.equivalent} | **{s.score:.1f} %** |")
+                   f"{s.no_tests} | {s.not_run} | {s.equivalent} | {score} |")
     return rows
 
 
