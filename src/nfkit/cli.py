@@ -18,7 +18,6 @@ import importlib.util
 import logging
 import os
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -67,25 +66,6 @@ def load_app(path: str | Path) -> Callable[[Any], Any]:
     return entry
 
 
-def _status_line(runtime: Any, stop: threading.Event, console: Any) -> None:
-    """Packets in/out/dropped per second, redrawn in place (only on a terminal)."""
-    last = None
-    last_t = time.monotonic()
-    while not stop.wait(1.0):
-        snap = runtime.metrics.snapshot()      # every core's counters, workers' included
-        rx, tx = snap.total("rx_packets"), snap.total("tx_packets")
-        dropped = snap.total("rx_dropped") + snap.total("tx_dropped")
-        for st in snap.pipelines.values():
-            dropped += st["drop"] + st["abort"]
-        now = time.monotonic()
-        if last is not None:
-            dt = now - last_t
-            console.print(f"\r[bold]{runtime.config.app_name}[/]  in {(rx - last[0]) / dt:,.0f} pps  "
-                          f"out {(tx - last[1]) / dt:,.0f} pps  dropped {(dropped - last[2]) / dt:,.0f}/s  "
-                          f"(total in {rx:,} out {tx:,} dropped {dropped:,})", end="")
-        last, last_t = (rx, tx, dropped), now
-
-
 def run_app(app: str | Path | Callable[[Any], Any], config: str | Path, *,
             duration: int | None = None, log_level: str | None = None,
             status: bool | None = None, pcap_dump: bool | None = None) -> Any:
@@ -113,17 +93,11 @@ def run_app(app: str | Path | Callable[[Any], Any], config: str | Path, *,
         raise RunError(f"{getattr(entry, '__module__', 'app')}: main(runtime) failed: "
                        f"{type(exc).__name__}: {exc}\n"
                        + "".join(traceback.format_exception(exc)[1:])) from exc
-    show = sys.stdout.isatty() if status is None else status
-    stop = threading.Event()
-    if show:
-        from rich.console import Console
-        threading.Thread(target=_status_line, args=(runtime, stop, Console()), daemon=True).start()
-    try:
+    if not (sys.stdout.isatty() if status is None else status):
         return runtime.execute()
-    finally:
-        stop.set()
-        if show:
-            print()
+    from .status import StatusLine
+    with StatusLine(runtime):
+        return runtime.execute()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
