@@ -1329,6 +1329,7 @@ class PcapWriter:
 
     @property
     def closed(self) -> bool:
+        """True once the file is closed."""
         return self._f.closed
 
     def __enter__(self) -> PcapWriter:
