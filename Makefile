@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: all venv test faults bench demo stubs clean mutation mutation-quick
+.PHONY: all venv test faults bench demo stubs docs clean mutation mutation-quick
 
 all: test
 
@@ -14,7 +14,7 @@ $(PY):
 
 # Reinstall when the project metadata changes.
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev,bench,dpdk,mutation]'
+	$(PY) -m pip install --quiet -e '.[dev,bench,dpdk,mutation,docs]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -37,6 +37,11 @@ mutation-quick: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py --out docs/benchmarks.md
+
+# The browsable API reference from the docstrings (pdoc), every header's fields in a table:
+# build/api/index.html.  Fails on a warning or a broken link (tests/test_api_docs.py runs it).
+docs: $(STAMP)
+	$(PY) docs/build_api.py build/api
 
 # The typed accessor blocks of the header classes, regenerated from their FIELDS
 # (tests/test_typing.py fails while they are out of date).

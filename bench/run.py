@@ -245,8 +245,9 @@ def main() -> None:
             f"- software: {versions()}",
             "",
         ]
+        import plots     # each plotted table followed by its figures (docs/bench/*.svg)
         with open(args.out, "w") as f:
-            f.write("\n".join(header + sections) + "\n")
+            f.write("\n".join(plots.with_plots(header + sections, args.out)) + "\n")
         print(f"wrote {args.out}")
     if problems:
         sys.exit("output checks failed:\n  " + "\n  ".join(problems))

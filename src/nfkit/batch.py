@@ -68,7 +68,8 @@ class Disposition(IntEnum):
 class PacketRx(Protocol):
     """A source of packets: a port queue, a channel, a generator."""
 
-    def receive(self, max_packets: int = DEFAULT_BATCH_SIZE) -> list[Mbuf]: ...
+    def receive(self, max_packets: int = DEFAULT_BATCH_SIZE) -> list[Mbuf]:
+        """Up to ``max_packets`` received packets (an empty list when none are waiting)."""
 
 
 class PacketTx(Protocol):
@@ -76,7 +77,8 @@ class PacketTx(Protocol):
     counts as dropped.  One that raises keeps nothing: the pipeline counts the packets as
     aborted and frees those still allocated."""
 
-    def transmit(self, mbufs: list[Mbuf]) -> None: ...
+    def transmit(self, mbufs: list[Mbuf]) -> None:
+        """Send ``mbufs``; the queue owns them from then on (frees what it cannot send, counted)."""
 
 
 class RateLimitedLog:
@@ -200,6 +202,7 @@ class SlotBatch:
         return len(self.slots)
 
     def mbufs(self) -> list[Mbuf]:
+        """The batch's packets as :class:`Mbuf` handles, in order (no copy: views of the same slots)."""
         pool = self.pool
         return [Mbuf(pool, s) for s in self.slots.tolist()]
 
@@ -836,6 +839,7 @@ class PipelineStats:
         self.replaced = 0
 
     def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict (``received``, ``act``, ``drop``, ...; the keys of ``RunResult.pipelines``)."""
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __repr__(self) -> str:

@@ -308,10 +308,12 @@ class Mbuf:
 
     @property
     def headroom(self) -> int:
+        """Free bytes before the packet data (room for ``push`` of outer headers)."""
         return self.pool._off_mv[self.slot]
 
     @property
     def tailroom(self) -> int:
+        """Free bytes after the packet data (room to grow the packet)."""
         p = self.pool
         return p.stride - p._off_mv[self.slot] - p._len_mv[self.slot]
 
@@ -341,18 +343,22 @@ class Mbuf:
 
     @property
     def mbuf(self) -> "Mbuf":
+        """The buffer itself (so an Mbuf can stand where a header's envelope is expected)."""
         return self
 
     @property
     def offset(self) -> int:
+        """0: as an envelope the buffer starts at the packet data (a header's offset is its own)."""
         return 0
 
     @property
     def header_len(self) -> int:
+        """0: the buffer has no header of its own; its payload is the whole packet."""
         return 0
 
     @property
     def payload_len(self) -> int:
+        """The packet's length (``data_len``): as an envelope, everything is payload."""
         return self.data_len
 
     @property
@@ -522,9 +528,11 @@ class Mbuf:
         return cls._try_push(self)
 
     def reset(self) -> "Mbuf":
+        """The buffer itself: the root of ``Packet.reset`` (nothing to undo above it)."""
         return self
 
     def deparse(self) -> "Mbuf":
+        """The buffer itself: the root of ``Packet.deparse`` (no envelope above it)."""
         return self
 
     def _carries(self, cls: type) -> bool:
@@ -544,6 +552,7 @@ class Mbuf:
     _READONLY = False
 
     def reconcile(self) -> None:
+        """Nothing to recompute: the root of ``Packet.reconcile_all`` (lengths and checksums live in headers)."""
         pass
 
     def reconcile_all(self) -> None:

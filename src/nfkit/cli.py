@@ -18,7 +18,6 @@ import importlib.util
 import logging
 import os
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -67,25 +66,6 @@ def load_app(path: str | Path) -> Callable[[Any], Any]:
     return entry
 
 
-def _status_line(runtime: Any, stop: threading.Event, console: Any) -> None:
-    """Packets in/out/dropped per second, redrawn in place (only on a terminal)."""
-    last = None
-    last_t = time.monotonic()
-    while not stop.wait(1.0):
-        snap = runtime.metrics.snapshot()      # every core's counters, workers' included
-        rx, tx = snap.total("rx_packets"), snap.total("tx_packets")
-        dropped = snap.total("rx_dropped") + snap.total("tx_dropped")
-        for st in snap.pipelines.values():
-            dropped += st["drop"] + st["abort"]
-        now = time.monotonic()
-        if last is not None:
-            dt = now - last_t
-            console.print(f"\r[bold]{runtime.config.app_name}[/]  in {(rx - last[0]) / dt:,.0f} pps  "
-                          f"out {(tx - last[1]) / dt:,.0f} pps  dropped {(dropped - last[2]) / dt:,.0f}/s  "
-                          f"(total in {rx:,} out {tx:,} dropped {dropped:,})", end="")
-        last, last_t = (rx, tx, dropped), now
-
-
 def run_app(app: str | Path | Callable[[Any], Any], config: str | Path, *,
             duration: int | None = None, log_level: str | None = None,
             status: bool | None = None, pcap_dump: bool | None = None) -> Any:
@@ -113,17 +93,11 @@ def run_app(app: str | Path | Callable[[Any], Any], config: str | Path, *,
         raise RunError(f"{getattr(entry, '__module__', 'app')}: main(runtime) failed: "
                        f"{type(exc).__name__}: {exc}\n"
                        + "".join(traceback.format_exception(exc)[1:])) from exc
-    show = sys.stdout.isatty() if status is None else status
-    stop = threading.Event()
-    if show:
-        from rich.console import Console
-        threading.Thread(target=_status_line, args=(runtime, stop, Console()), daemon=True).start()
-    try:
+    if not (sys.stdout.isatty() if status is None else status):
         return runtime.execute()
-    finally:
-        stop.set()
-        if show:
-            print()
+    from .status import StatusLine
+    with StatusLine(runtime):
+        return runtime.execute()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -246,13 +220,64 @@ def _describe_record(pool: Any, data: bytes, linktype: int) -> tuple[list[Any], 
         m.free()
 
 
+def _hms(seconds: int) -> str:
+    """``seconds`` as HH:MM:SS (hours beyond 23 kept: tcpdump's -ttt wraps them at a day)."""
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Timestamps:
+    """tcpdump's timestamp column: ``tflag`` counts ``-t`` as tcpdump does (0: local
+    HH:MM:SS.ffffff, 1: none, 2: seconds since the epoch, 3: delta from the previous packet,
+    4: local date and time, 5: delta from the first packet); ``nano``: nine digits of
+    fraction instead of six (tcpdump's --time-stamp-precision=nano).  Fractions are cut,
+    not rounded, as tcpdump does; deltas beyond a day keep their hours (tcpdump wraps them)."""
+
+    def __init__(self, tflag: int = 0, nano: bool = False) -> None:
+        self.tflag, self.nano = tflag, nano
+        self.first: int | None = None
+        self.prev: int | None = None
+
+    def _frac(self, ns: int) -> str:
+        return f"{ns:09d}" if self.nano else f"{ns // 1000:06d}"
+
+    def __call__(self, ts: int) -> str:
+        """The column for a packet at ``ts`` (ns since the epoch), with its trailing space;
+        each call is the next packet (deltas refer to the ones before)."""
+        ts -= ts % (1 if self.nano else 1000)     # deltas of cut times, as libpcap's
+        first = self.first = ts if self.first is None else self.first
+        prev, self.prev = (ts if self.prev is None else self.prev), ts
+        sec, ns = divmod(ts, 1_000_000_000)
+        if self.tflag == 1:
+            return ""
+        if self.tflag == 2:
+            return f"{sec}.{self._frac(ns)} "
+        if self.tflag in (3, 5):
+            delta = ts - (prev if self.tflag == 3 else first)
+            sign = "-" if delta < 0 else " "
+            dsec, dns = divmod(abs(delta), 1_000_000_000)
+            return f"{sign}{_hms(dsec)}.{self._frac(dns)} "
+        try:
+            local = time.localtime(sec)
+        except (OverflowError, OSError, ValueError):   # beyond the platform's time_t
+            return f"{sec}.{self._frac(ns)} "
+        day = time.strftime("%Y-%m-%d ", local) if self.tflag >= 4 else ""
+        return f"{day}{time.strftime('%H:%M:%S', local)}.{self._frac(ns)} "
+
+
 @main.command(short_help="Print a pcap or pcapng file, one decoded packet per line.")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-f", "--filter", "expr", help="only packets matching a tcpdump-like expression, "
                                              "e.g. 'tcp and dst port 80'")
 @click.option("-c", "--count", type=click.IntRange(min=1), help="stop after this many matching packets")
 @click.option("-v", "--verbose", is_flag=True, help="every field of every header")
-def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
+@click.option("-t", "tflag", count=True,
+              help="timestamps as tcpdump's -t flags: local HH:MM:SS.ffffff by default; -t none, "
+                   "-tt seconds since the epoch, -ttt delta from the previous packet, -tttt date "
+                   "and time, -ttttt delta from the first packet")
+@click.option("--time-stamp-precision", "precision", type=click.Choice(["micro", "nano"]),
+              default="micro", show_default=True, help="digits of the timestamps' fraction")
+def dump(file: str, expr: str | None, count: int | None, verbose: bool, tflag: int,
+         precision: str) -> None:
     """Print FILE (pcap or pcapng; - for stdin, FIFOs as packets arrive) one decoded packet
     per line, like tcpdump."""
     from .buffers import Mempool
@@ -264,6 +289,9 @@ def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
         if expr:
             from .filter import compile_filter
             match = compile_filter(expr)
+        if tflag > 5:
+            raise click.UsageError("-t can be given at most 5 times (-ttttt)")
+        stamp = Timestamps(tflag, precision == "nano")
         pool = Mempool(capacity=2, buf_size=_DUMP_BUF, headroom=64, name="dump")
         shown = n = noted = 0
         counted = True      # n is the file's whole count (not when -c stopped a stream)
@@ -274,7 +302,7 @@ def dump(file: str, expr: str | None, count: int | None, verbose: bool) -> None:
                 layers, text = _describe_record(pool, data, linktype)
                 if match is None or match.match_layers(layers, len(data)):
                     shown += 1
-                    click.echo(f"{ts // 1_000_000_000}.{ts % 1_000_000_000:09d} {text}")
+                    click.echo(f"{stamp(ts)}{text}")
                     if verbose:
                         for layer in layers:
                             click.echo(f"    {layer!r}")

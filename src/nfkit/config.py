@@ -458,6 +458,7 @@ class RuntimeConfig(_Strict):
 
     @property
     def base_dir(self) -> Path | None:
+        """The directory of the config file (relative paths in it are taken from there); None for a config made from text."""
         return self._base_dir
 
     def __eq__(self, other: object) -> bool:

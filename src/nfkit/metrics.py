@@ -169,6 +169,7 @@ class SnapshotSlots:
         self._warned = False
 
     def publish(self, index: int, snap: Snapshot) -> None:
+        """Write ``snap`` into slot ``index`` (a worker's own slot; a snapshot too large for the slot is skipped and logged once)."""
         data = pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL)
         if len(data) + self._HDR.size > self.slot_bytes:
             if not self._warned:
@@ -209,6 +210,7 @@ class SnapshotSlots:
         return None
 
     def close(self) -> None:
+        """Release the shared-memory block."""
         self._mem.close()
 
 
@@ -232,6 +234,7 @@ class Metrics:
         return self._runtime.config
 
     def snapshot(self) -> Snapshot:
+        """Every core's counters summed: the master's read live, the workers' from their slots (at most ``[metrics] interval`` old)."""
         total = Snapshot()
         total.add(collect(self._runtime))
         for source in self.sources:
@@ -240,6 +243,7 @@ class Metrics:
         return total
 
     def prometheus_text(self) -> str:
+        """The metrics in Prometheus' text exposition format (what the endpoint serves)."""
         from prometheus_client import CollectorRegistry, generate_latest
         reg = CollectorRegistry(auto_describe=False)
         reg.register(_Collector(self))

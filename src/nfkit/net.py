@@ -55,6 +55,7 @@ class MacAddr(bytes):
 
     # No __int__: it would make bytearray/memoryview slice assignment refuse MacAddr values.
     def to_int(self) -> int:
+        """The address as a 48-bit integer (big-endian: ``02:00:00:00:00:01`` is ``0x020000000001``)."""
         return int.from_bytes(self, "big")
 
     @property
@@ -64,6 +65,7 @@ class MacAddr(bytes):
 
     @property
     def is_broadcast(self) -> bool:
+        """True for ``ff:ff:ff:ff:ff:ff``."""
         return self == b"\xff" * 6
 
 

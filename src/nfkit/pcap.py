@@ -1337,6 +1337,7 @@ class PcapWriter:
 
     @property
     def closed(self) -> bool:
+        """True once the file is closed."""
         return self._f.closed
 
     def __enter__(self) -> PcapWriter:

@@ -76,6 +76,7 @@ class CoreExecutor:
         self.idle_polls = 0
 
     def add_pipeline(self, pipeline: Pipeline) -> None:
+        """Run ``pipeline`` on this core from now on (in the order added)."""
         self.pipelines.append(pipeline)
 
     def add_timer(self, fn: Callable[[], Any], interval: float, name: str, start: float) -> None:
@@ -84,6 +85,7 @@ class CoreExecutor:
         heapq.heappush(self._timers, _Timer(start + interval, self._seq, interval, fn, name))
 
     def poll(self) -> int:
+        """Run every pipeline once; the packets they handled (0: an idle round, counted as such)."""
         work = 0
         for p in self.pipelines:
             work += p.run_once()
@@ -112,6 +114,7 @@ class CoreExecutor:
         return ran
 
     def next_due(self) -> float | None:
+        """When the next timer is due (``time.monotonic()`` seconds), None without timers."""
         return self._timers[0].due if self._timers else None
 
 
@@ -128,6 +131,7 @@ class RunResult:
 
     @property
     def signal(self) -> UnixSignal | None:
+        """The signal that stopped the run, None when something else did."""
         for s in UnixSignal:
             if self.reason == f"signal {s.name}":
                 return s
@@ -213,6 +217,7 @@ class Runtime:
         return {name: p.queues[core] for name, p in self.ports.items() if core in p.queues}
 
     def port(self, name: str) -> Port:
+        """The port named ``name`` in the config; a :class:`PortError` naming the configured ports otherwise."""
         try:
             return self.ports[name]
         except KeyError:

@@ -85,10 +85,12 @@ class Arp(Packet):
 
     @property
     def is_request(self) -> bool:
+        """True for a request (``who-has``)."""
         return self.operation == ArpOp.REQUEST
 
     @property
     def is_reply(self) -> bool:
+        """True for a reply (``is-at``)."""
         return self.operation == ArpOp.REPLY
 
     def make_reply(self, hw_addr: Any) -> None:

@@ -293,6 +293,7 @@ class Packet:
 
     @property
     def envelope(self) -> Any:
+        """The header (or :class:`Mbuf`) this one was parsed or pushed from."""
         return self._env
 
     @property
@@ -338,14 +339,17 @@ class Packet:
 
     @property
     def header_len(self) -> int:
+        """The header's length in bytes (options and extensions included)."""
         return self._hlen
 
     @property
     def payload_offset(self) -> int:
+        """Where the header's payload starts, in bytes from the start of the packet."""
         return self._abs + self._hlen - self._mbuf._abs
 
     @property
     def payload_len(self) -> int:
+        """The payload's length in bytes (up to the end of this header's packet)."""
         return self._end - self._abs - self._hlen
 
     def __len__(self) -> int:
@@ -363,6 +367,7 @@ class Packet:
         return self._buf[self._abs + self._hlen:self._end]
 
     def header_bytes(self) -> bytes:
+        """A copy of the header's bytes."""
         return self._buf[self._abs:self._abs + self._hlen].tobytes()
 
     def set_payload(self, data: "bytes | bytearray | memoryview") -> None:

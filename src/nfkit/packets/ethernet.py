@@ -74,6 +74,7 @@ class Ethernet(Packet):
     # header_len - 2.  This property is the VLAN-aware form of that one declaration.
     @property
     def ether_type(self) -> int:
+        """The EtherType of the payload: the last tag's when the frame has VLAN tags (an :class:`EtherType` value)."""
         a = self._abs + self._hlen - 2
         b = self._buf
         return (b[a] << 8) | b[a + 1]

@@ -91,10 +91,12 @@ class Field:
 
     @property
     def bits(self) -> int:
+        """The field's width in bits (of its mask when it has one)."""
         return self.max.bit_length()
 
     @property
     def is_masked(self) -> bool:
+        """True when the field is some of the bits of its bytes (a mask narrower than them)."""
         return bool(self.mask) and self.mask != (1 << (8 * self.width)) - 1
 
     def narrowed(self) -> tuple[int, int, int]:
@@ -114,41 +116,50 @@ class Field:
 
 
 def U8(name: str, offset: int, **kw: Any) -> Field:
+    """A one-byte unsigned field at byte ``offset`` (``kw``: the other :class:`Field` attributes)."""
     return Field(name, offset, 1, **kw)
 
 
 def U16(name: str, offset: int, **kw: Any) -> Field:
+    """A two-byte big-endian unsigned field at byte ``offset``."""
     return Field(name, offset, 2, **kw)
 
 
 def U24(name: str, offset: int, **kw: Any) -> Field:
+    """A three-byte big-endian unsigned field at byte ``offset`` (VXLAN's VNI, GTP's sequence)."""
     return Field(name, offset, 3, **kw)
 
 
 def U32(name: str, offset: int, **kw: Any) -> Field:
+    """A four-byte big-endian unsigned field at byte ``offset``."""
     return Field(name, offset, 4, **kw)
 
 
 def Bits(name: str, offset: int, width: int, mask: int, **kw: Any) -> Field:
+    """The bits ``mask`` of the ``width`` bytes at ``offset``, read as an unsigned integer."""
     return Field(name, offset, width, mask=mask, **kw)
 
 
 def Flag(name: str, offset: int, width: int, mask: int, **kw: Any) -> Field:
+    """One bit (``mask``) of the ``width`` bytes at ``offset``, read as a bool."""
     kw.setdefault("default", False)
     return Field(name, offset, width, mask=mask, kind="flag", **kw)
 
 
 def Mac(name: str, offset: int, **kw: Any) -> Field:
+    """A MAC address (6 bytes) at ``offset``, read as a :class:`MacAddr`."""
     kw.setdefault("default", MacAddr.UNSPECIFIED)
     return Field(name, offset, 6, kind="mac", **kw)
 
 
 def Ip4(name: str, offset: int, **kw: Any) -> Field:
+    """An IPv4 address (4 bytes) at ``offset``, read as an ``IPv4Address``."""
     kw.setdefault("default", IPv4Address(0))
     return Field(name, offset, 4, kind="ipv4", **kw)
 
 
 def Ip6(name: str, offset: int, **kw: Any) -> Field:
+    """An IPv6 address (16 bytes) at ``offset``, read as an ``IPv6Address``."""
     kw.setdefault("default", IPv6Address(0))
     return Field(name, offset, 16, kind="ipv6", **kw)
 

@@ -189,6 +189,7 @@ class Gre(Packet):
     # never disagrees with the buffer.
     @property
     def checksum_present(self) -> bool:
+        """True when the header carries the optional checksum (the C bit)."""
         return bool(self._buf[self._abs] & _C)
 
     @checksum_present.setter

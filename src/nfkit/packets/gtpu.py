@@ -199,6 +199,7 @@ class GtpU(Packet):
 
     @property
     def ext_present(self) -> bool:
+        """True when the E bit says extension headers follow."""
         return bool(self._buf[self._abs] & _E)
 
     @ext_present.setter

@@ -30,8 +30,8 @@ from .fields import Field, Ip4, U8, U16, U24, U32
 from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["Icmpv4Type", "Icmpv4", "EchoRequest", "EchoReply", "DestinationUnreachable",
-           "TimeExceeded", "Redirect", "ParameterProblem", "IcmpMessage",
-           "ICMPV4_ERROR_MAX_LEN"]
+           "TimeExceeded", "Redirect", "ParameterProblem", "IcmpMessage", "DataMixin",
+           "EchoMixin", "ICMPV4_ERROR_MAX_LEN"]
 
 _M = 0xFFFF
 _new = object.__new__
@@ -280,6 +280,7 @@ class EchoMixin(DataMixin):
     __slots__ = ()
 
     def summary(self: Any) -> str:
+        """tcpdump's wording: ``ICMP echo request id 1 seq 2`` (``ICMP6`` for IPv6)."""
         kind = "request" if self.msg_type in (8, 128) else "reply"
         return f"{self._TAG} echo {kind} id {self.identifier} seq {self.seq_no}"
 

@@ -18,7 +18,9 @@ _M = 0xFFFF
 
 @dataclass(frozen=True)
 class Flow:
-    """A transport 5-tuple; hashable, so it can key a flow table."""
+    """A transport 5-tuple; hashable, so it can key a flow table -- in one process: its
+    ``hash()`` is salted per process (addresses hash as text), so to pick a backend or a
+    core use the RSS hash (docs/writing-an-nf.md, "Spreading flows")."""
 
     src_ip: IpAddr
     src_port: int

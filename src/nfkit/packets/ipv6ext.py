@@ -202,6 +202,7 @@ class SegmentRouting(_Ipv6Extension, Packet):
     # -- segments -----------------------------------------------------------------------
     @property
     def segment_count(self) -> int:
+        """The number of segments in the list (``last_entry + 1``)."""
         n = self._buf[self._abs + 4] + 1
         if 8 + 16 * n > self._hlen:     # only after raw writes: parse and setters refuse it
             raise MalformedError(self.NAME, f"last_entry {n - 1} runs past the "

@@ -91,6 +91,7 @@ class Tcp(Transport, Packet):
 
     @property
     def syn_ack(self) -> bool:
+        """True when both SYN and ACK are set (the second packet of a handshake)."""
         return self.syn and self.ack
 
     @property

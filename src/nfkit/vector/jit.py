@@ -59,6 +59,7 @@ def be16(data: np.ndarray, s: int, pos: int) -> int:
 
 @_jit
 def put_be16(data: np.ndarray, s: int, pos: int, v: int) -> None:
+    """Write ``v`` as a big-endian 16-bit word at byte ``pos`` of slot ``s``."""
     data[s, pos] = (v >> 8) & 0xFF
     data[s, pos + 1] = v & 0xFF
 

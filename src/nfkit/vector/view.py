@@ -78,9 +78,11 @@ class BatchView:
         return self.flat.take(idx, mode="clip")
 
     def u8(self, rel: np.ndarray) -> np.ndarray:
+        """Each packet's byte at ``rel`` (per packet, from its start) as int64 (reads past the data are clipped)."""
         return self.flat.take(self.base + rel, mode="clip").astype(np.int64)
 
     def u16(self, rel: np.ndarray) -> np.ndarray:
+        """Each packet's big-endian 16-bit word at ``rel`` as int64."""
         b = self.gather(self.base + rel, 2).astype(np.int64)
         return (b[:, 0] << 8) | b[:, 1]
 
@@ -185,30 +187,37 @@ class BatchView:
 
     @property
     def eth(self) -> "HeaderColumns":
+        """The Ethernet header's fields as columns (``valid``: frames long enough for one)."""
         return self._columns("eth", Ethernet, np.zeros(self.n, dtype=np.int64), self.eth_valid)
 
     @property
     def ipv4(self) -> "HeaderColumns":
+        """The IPv4 header's fields as columns, zeros where a packet has none (``valid`` says which)."""
         return self._columns("ipv4", Ipv4, self.l3, self.ipv4_valid)
 
     @property
     def ipv6(self) -> "HeaderColumns":
+        """The IPv6 header's fields as columns, zeros where a packet has none."""
         return self._columns("ipv6", Ipv6, self.l3, self.ipv6_valid)
 
     @property
     def tcp(self) -> "HeaderColumns":
+        """The TCP header's fields as columns, zeros where a packet has none."""
         return self._columns("tcp", Tcp, self.l4, self.tcp_valid)
 
     @property
     def udp(self) -> "HeaderColumns":
+        """The UDP header's fields as columns, zeros where a packet has none."""
         return self._columns("udp", Udp, self.l4, self.udp_valid)
 
     @property
     def icmpv4(self) -> "HeaderColumns":
+        """The ICMPv4 header's fields as columns, zeros where a packet has none."""
         return self._columns("icmpv4", Icmpv4, self.l4, self.icmpv4_valid)
 
     @property
     def icmpv6(self) -> "HeaderColumns":
+        """The ICMPv6 header's fields as columns, zeros where a packet has none."""
         return self._columns("icmpv6", Icmpv6, self.l4, self.icmpv6_valid)
 
     # -- whole-batch operations ---------------------------------------------------------
@@ -219,6 +228,7 @@ class BatchView:
 
     @property
     def dst_port(self) -> np.ndarray:
+        """The TCP or UDP destination port of each packet, 0 for the others."""
         return np.where(self.tcp_valid, self.tcp.dst_port, self.udp.dst_port)
 
     def flow_hash(self, key: bytes | None = None) -> np.ndarray:
@@ -300,6 +310,7 @@ class HeaderColumns:
         return np.concatenate([pad, b], axis=1).view(">u8").reshape(-1).astype(np.uint64)
 
     def get(self, name: str) -> np.ndarray:
+        """The column of field ``name``: one value per packet, zeros where the header is absent."""
         f = self._field(name)
         raw = self._raw(f)
         valid = self.valid
