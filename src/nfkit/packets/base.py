@@ -17,13 +17,15 @@ fix over capsule, which counts it).
 
 from __future__ import annotations
 
+import inspect
 import types
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, TypeVar
 
 from ..checksum import ones_sum as _ones_sum
 from ..errors import (FieldValueError, MalformedError, ProtocolMismatch, ReadOnlyError,
                       TruncatedError)
-from .fields import Field, default_bytes, format_value, install_accessors, readonly_property
+from .fields import (Field, bit_diagram, default_bytes, format_value, install_accessors,
+                     readonly_property)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..buffers import Mbuf
@@ -50,6 +52,10 @@ REGISTRY: list[type["Packet"]] = []
 def _a(name: str) -> str:
     """'an IPv4', 'a UDP': the article as the name is spoken."""
     return ("an " if name[:1] in "AEFHILMNORSX" else "a ") + name
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
 
 
 def _specialised_copy(fn: Any) -> Any:
@@ -127,6 +133,9 @@ class Packet:
             cls.ALL_FIELDS = inherited + tuple(own)
             install_accessors(cls, tuple(own), cls.CHECKSUM, cls.CHECKSUM_VIA_METHOD,
                               cls.CHECKSUM_ZERO_MEANS_NONE)
+            # the header's layout, drawn from the declaration (one source of truth)
+            cls.__doc__ = (inspect.cleandoc(cls.__doc__ or cls.NAME) + "\n\nHeader layout (generated "
+                           "from FIELDS)::\n\n" + _indent(bit_diagram(cls.ALL_FIELDS)) + "\n")
         cls._DEFAULTS = default_bytes(cls.PUSH_SIZE or cls.SIZE, cls.ALL_FIELDS)
         keys = set()
         if cls.ETHERTYPE is not None:
