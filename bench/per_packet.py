@@ -164,9 +164,9 @@ def _time(fn: Callable[[], object], setup: Callable[[], object] | None = None) -
     return time.perf_counter() - t0
 
 
-def run(quick: bool = False) -> tuple[list[str], list[str]]:
+def run(quick: bool = False, n: int | None = None) -> tuple[list[str], list[str]]:
     """The Markdown section and a list of failed checks (empty when all rows agree)."""
-    n = 20_000 if quick else 100_000
+    n = n or (20_000 if quick else 100_000)
     repeat = 3
     frames = make_frames(n)
     pool = Mempool(capacity=n + 16)

@@ -198,3 +198,23 @@ def test_parse_errors_unchanged(pool: Mempool) -> None:
     with pytest.raises(TruncatedError, match="IPv4"):
         m.parse(Ethernet).parse(Ipv4)
     m.free()
+
+
+# -- the benchmark's output check (bench/per_packet.py) -------------------------------------
+
+def test_the_bytes_in_bytes_out_benchmark_checks_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import per_packet
+
+    lines, problems = per_packet.run(n=300)
+    assert problems == [] and any(line.startswith("| nfkit per-packet") for line in lines)
+
+    def no_ttl(frames: list[bytes], pool: Mempool) -> list[bytes]:
+        return [per_packet.bare_job([f])[0][:22] + f[22:] for f in frames]  # TTL not decremented
+
+    monkeypatch.setattr(per_packet, "nfkit_job", no_ttl)
+    lines, problems = per_packet.run(n=300)
+    assert any("nfkit per-packet (from_bytes" in p and "Scapy" in p for p in problems)
+    assert any(line.startswith("**not timed") for line in lines)
