@@ -218,3 +218,16 @@ def test_the_bytes_in_bytes_out_benchmark_checks_every_row(monkeypatch: pytest.M
     lines, problems = per_packet.run(n=300)
     assert any("nfkit per-packet (from_bytes" in p and "Scapy" in p for p in problems)
     assert any(line.startswith("**not timed") for line in lines)
+
+
+def test_the_documented_map_frames_example_runs() -> None:
+    """docs/packets.md's map_frames example, on three good frames, one with TTL 1 and a
+    truncated one."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "docs" / "packets.md").read_text()
+    code = next(c for c in re.findall(r"```python\n(.*?)```", text, re.S) if "map_frames(route" in c)
+    env = {"frames": [frame(1), frame(2), frame(3, ttl=1), frame(4)[:20], frame(5)]}
+    exec(compile(code, "docs/packets.md", "exec"), env)  # noqa: S102 - the documented example
+    run = env["run"]
+    assert (run.kept, run.dropped, dict(run.errors)) == (3, 1, {"TruncatedError": 1})
