@@ -329,10 +329,12 @@ def _steps(pool: Mempool) -> dict[str, Callable[[list[bytes]], None]]:
             "floor: three bare header objects (a call, a new object, 6 slots each)": floor_objects}
 
 
-def steps(passes: int = 60) -> list[str]:
-    """Each step's cost per packet: the minimum over ``passes`` interleaved passes over 2,000
-    frames (the minimum filters out a shared machine's preemptions)."""
-    frames = make_frames(2000)
+def steps(passes: int = 400) -> list[str]:
+    """Each step's cost per packet: the minimum over ``passes`` interleaved passes over 200
+    frames.  The minimum of short passes filters out a shared machine's preemptions (passes
+    of 2,000 frames, ~5 ms, were preempted often enough on a loaded 2-core machine to
+    double the longer steps' minimum)."""
+    frames = make_frames(200)
     pool = Mempool(capacity=64)
     fns = _steps(pool)
     best = {name: float("inf") for name in fns}
