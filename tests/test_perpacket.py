@@ -160,6 +160,30 @@ def test_inspect_getsource_of_generated_accessors() -> None:
     assert Ipv4.ttl.fset.__qualname__ == "Ipv4.ttl"
 
 
+def test_the_accessor_compiler_keeps_the_mutation_tools_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tools/mutate_compiled.py replaces fields._compile by a wrapper taking (src, name,
+    qual) with one accessor per source, and keys them by qual and src[4:7]."""
+    from nfkit.packets import fields
+    from nfkit.packets.base import Packet
+    seen: dict[str, str] = {}
+    real = fields._compile
+
+    def hook(src: str, name: str, qual: str):  # type: ignore[no-untyped-def]
+        seen[f"{qual}|{src[4:7]}"] = src
+        return real(src, name, qual)
+
+    monkeypatch.setattr(fields, "_compile", hook)
+
+    class _Probe(Packet):
+        NAME = "probe"
+        SIZE = 2
+        FIELDS = (fields.U16("word", 0),)
+
+    assert sorted(seen) == ["_Probe.word|get", "_Probe.word|set"]
+    assert inspect.getsource(_Probe.word.fset).startswith("def set(self, value):")
+    assert inspect.getsource(_Probe.word.fget).startswith("def get(self):")
+
+
 def _read_diagram(doc: str) -> list[tuple[int, int, str]]:
     """The cells of the diagram in ``doc``: (first bit, bits, label)."""
     rows = [line.strip() for line in doc.split("Header layout (generated from FIELDS)::")[1].splitlines()

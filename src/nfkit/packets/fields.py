@@ -329,23 +329,29 @@ def accessor_filename(qual: str) -> str:
     return f"<nfkit field {qual}>"
 
 
-def _compile(cls: type, f: Field, getter_src: str, setter_src: str) -> tuple[Any, Any]:
-    """Compile one field's getter and setter as one source text registered with
-    :mod:`linecache`, so tracebacks, ``pdb`` and ``inspect.getsource`` show the code."""
-    qual = f"{cls.__name__}.{f.name}"
+def _compile(src: str, name: str, qual: str) -> Callable[..., Any]:
+    """Compile one generated accessor (``def get`` or ``def set``) of field ``qual`` under
+    :func:`accessor_filename`, and register its source with :mod:`linecache` so tracebacks,
+    ``pdb`` and ``inspect.getsource`` show it.  A field's getter and setter share the
+    filename: the getter's lines come first, the setter is compiled after as many blank
+    lines so that its line numbers point into the same text.  (tools/mutate_compiled.py
+    wraps this function with this signature.)"""
     filename = accessor_filename(qual)
-    src = (f"# {qual}: generated from {f!r}\n# (nfkit.packets.fields; declared in {cls.__module__})\n"
-           + getter_src + "\n" + setter_src)
+    lines = [] if src.startswith("def get") else _SOURCES.get(filename, [])
     ns: dict[str, Any] = {}
-    exec(compile(src, filename, "exec"), _NS, ns)  # noqa: S102 - generated code
+    exec(compile("\n" * len(lines) + src, filename, "exec"), _NS, ns)  # noqa: S102 - generated code
+    lines = lines + src.splitlines(keepends=True) + ["\n"]
+    _SOURCES[filename] = lines
     # mtime None: linecache.checkcache keeps the entry (there is no file to compare with)
-    linecache.cache[filename] = (len(src), None, src.splitlines(keepends=True), filename)
-    getter, setter = ns["get"], ns["set"]
-    for fn in (getter, setter):
-        fn.__name__ = f.name
-        fn.__qualname__ = qual
-        fn.__module__ = cls.__module__
-    return getter, setter
+    linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+    fn = next(iter(ns.values()))
+    fn.__name__ = name
+    fn.__qualname__ = qual
+    return fn
+
+
+#: accessor_filename -> the generated source lines registered with linecache
+_SOURCES: dict[str, list[str]] = {}
 
 
 def install_accessors(cls: type, fields: tuple[Field, ...], csum: int | None,
@@ -354,8 +360,10 @@ def install_accessors(cls: type, fields: tuple[Field, ...], csum: int | None,
     for f in fields:
         if f.name in cls.__dict__:
             continue
-        getter, setter = _compile(cls, f, _getter_source(f),
-                                  _setter_source(f, csum, csum_method, zero_means_none))
+        qual = f"{cls.__name__}.{f.name}"
+        getter = _compile(_getter_source(f), f.name, qual)
+        setter = _compile(_setter_source(f, csum, csum_method, zero_means_none), f.name, qual)
+        getter.__module__ = setter.__module__ = cls.__module__
         doc = f.doc or f"{f.name} ({_describe(f)})"
         setattr(cls, f.name, property(getter, setter, doc=doc))
 
