@@ -229,8 +229,11 @@ def main() -> None:
     except OSError:
         commit = "unknown"
     import nf_table
+    import per_packet
     table, problems = nf_table.run(args.quick)
-    sections = bench_per_packet(args.quick) + table
+    bytes_io, pp_problems = per_packet.run(args.quick)      # issue #17's bytes-in/bytes-out job
+    problems += pp_problems
+    sections = bench_per_packet(args.quick) + bytes_io + table
     if not args.only_core:
         sections += extra_sections(args.quick, problems)
     if args.out:

@@ -12,7 +12,6 @@ from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packe
 
 __all__ = ["Ethernet", "VlanTag", "VLAN_TPIDS"]
 
-_TYPE = struct.Struct("!H").unpack_from
 _MACS = struct.Struct("6s6s").unpack_from
 _PUT_MACS = struct.Struct("6s6s").pack_into
 
@@ -96,7 +95,7 @@ class Ethernet(Packet):
     def _validate(self, avail: int) -> None:
         b = self._buf
         a = self._abs
-        t = _TYPE(b, a + 12)[0]
+        t = (b[a + 12] << 8) | b[a + 13]      # two byte reads: cheaper than a struct call here
         if t >= 0x8100 and t in VLAN_TPIDS:
             self._hlen = h = self._compute_hlen()
             t = (b[a + h - 2] << 8) | b[a + h - 1]

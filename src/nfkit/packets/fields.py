@@ -17,6 +17,7 @@ No accessor is written by hand for a declared field.
 
 from __future__ import annotations
 
+import linecache
 import struct
 from dataclasses import dataclass, field as dc_field
 from enum import IntEnum
@@ -27,7 +28,8 @@ from ..errors import FieldValueError, ReadOnlyError
 from ..net import MacAddr, to_ipv4, to_ipv6, to_mac
 
 __all__ = ["presence_flag", "Field", "U8", "U16", "U24", "U32", "Bits", "Flag", "Mac", "Ip4", "Ip6", "ANY",
-           "install_accessors", "readonly_property", "default_bytes", "format_value"]
+           "install_accessors", "readonly_property", "default_bytes", "format_value", "bit_diagram",
+           "accessor_filename"]
 
 
 class _Any:
@@ -331,13 +333,36 @@ def _plain_write(f: Field, off: int, width: int, mask: int) -> str:
     return _write_int_stmt(off, width, "v")
 
 
+def accessor_filename(qual: str) -> str:
+    """The code-object filename (and :mod:`linecache` key) of the generated accessors of
+    field ``qual`` (``"Ipv4.ttl"``): ``<nfkit field Ipv4.ttl>``; its getter's code is named
+    ``get``, its setter's ``set`` (tools/mutate_compiled.py finds them by these names)."""
+    return f"<nfkit field {qual}>"
+
+
 def _compile(src: str, name: str, qual: str) -> Callable[..., Any]:
+    """Compile one generated accessor (``def get`` or ``def set``) of field ``qual`` under
+    :func:`accessor_filename`, and register its source with :mod:`linecache` so tracebacks,
+    ``pdb`` and ``inspect.getsource`` show it.  A field's getter and setter share the
+    filename: the getter's lines come first, the setter is compiled after as many blank
+    lines so that its line numbers point into the same text.  (tools/mutate_compiled.py
+    wraps this function with this signature.)"""
+    filename = accessor_filename(qual)
+    lines = [] if src.startswith("def get") else _SOURCES.get(filename, [])
     ns: dict[str, Any] = {}
-    exec(compile(src, f"<nfkit field {qual}>", "exec"), _NS, ns)  # noqa: S102 - generated code
+    exec(compile("\n" * len(lines) + src, filename, "exec"), _NS, ns)  # noqa: S102 - generated code
+    lines = lines + src.splitlines(keepends=True) + ["\n"]
+    _SOURCES[filename] = lines
+    # mtime None: linecache.checkcache keeps the entry (there is no file to compare with)
+    linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
     fn = next(iter(ns.values()))
     fn.__name__ = name
     fn.__qualname__ = qual
     return fn
+
+
+#: accessor_filename -> the generated source lines registered with linecache
+_SOURCES: dict[str, list[str]] = {}
 
 
 def install_accessors(cls: type, fields: tuple[Field, ...], csum: int | None,
@@ -349,8 +374,54 @@ def install_accessors(cls: type, fields: tuple[Field, ...], csum: int | None,
         qual = f"{cls.__name__}.{f.name}"
         getter = _compile(_getter_source(f), f.name, qual)
         setter = _compile(_setter_source(f, csum, csum_method, zero_means_none), f.name, qual)
+        getter.__module__ = setter.__module__ = cls.__module__
         doc = f.doc or f"{f.name} ({_describe(f)})"
         setattr(cls, f.name, property(getter, setter, doc=doc))
+
+
+def _bit_span(f: Field) -> tuple[int, int]:
+    """The field's first and last bit, counted from the header's first bit (RFC order)."""
+    full = 8 * f.width
+    mask = f.mask or (1 << full) - 1
+    hi = mask.bit_length() - 1
+    return 8 * f.offset + full - 1 - hi, 8 * f.offset + full - 1 - f.shift
+
+
+def bit_diagram(fields: "tuple[Field, ...]") -> str:
+    """An RFC-style diagram of the declared fields, 32 bits a row (generated: the class
+    docstrings show it; tests/test_perpacket.py reads it back).  Aliases are left out; bits
+    no field declares show as empty cells; a field wider than a row continues on the next."""
+    spans = []
+    for f in fields:
+        if f.alias:
+            continue
+        first, last = _bit_span(f)
+        if spans and first <= spans[-1][1]:
+            continue        # overlaps an earlier field (a second view): the first one is drawn
+        spans.append((first, last, f.name))
+    spans.sort()
+    if not spans:
+        return ""
+    end = spans[-1][1] + 1          # the last row stops where the last field does
+    cells: list[list[tuple[int, str]]] = [[] for _ in range(-(-end // 32))]     # (bits, label)
+    pos = 0
+    for first, last, name in spans + [(end, end - 1, "")]:
+        for a, b, label in ((pos, first - 1, ""), (first, last, name)):
+            while a <= b:       # cut at row ends
+                row_end = (a // 32) * 32 + 31
+                cut = min(b, row_end)
+                cells[a // 32].append((cut - a + 1, label))
+                a = cut + 1
+        pos = max(pos, last + 1)
+    out = [" " + "".join(f"{i:<20}" for i in range(4)).rstrip(),
+           " " + " ".join(str(i % 10) for i in range(32)), "+" + "-+" * 32]
+    for row in cells:
+        line = "|"
+        for bits, label in row:
+            width = 2 * bits - 1
+            line += (label[:width]).center(width) + "|"
+        out += [line, "+" + "-+" * sum(bits for bits, _ in row)]
+    return "\n".join(out)
 
 
 def _describe(f: Field) -> str:

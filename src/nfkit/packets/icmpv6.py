@@ -1,6 +1,6 @@
 """ICMPv6 (RFC 4443): the generic header and the echo and error messages.
 
-The model is ICMPv4's (:mod:`nfkit.packets.icmpv4`): a generic :class:`Icmpv6` header that
+The model is shared with ICMPv4 (:mod:`nfkit.packets.icmp`): a generic :class:`Icmpv6` header that
 parses any type, concrete message classes whose ``header_len`` covers their fixed body, and
 ``downcast``.  The checksum includes the IPv6 pseudo-header (RFC 8200 8.1), taken from the
 envelope, so it is right over extension headers (a routing header's final destination)
@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from .constants import IPV6_MIN_MTU, IpProtocol
 from .fields import U8, U16, U32
-from .icmpv4 import ECHO_FIELDS, DataMixin, EchoMixin, IcmpMessage
+from .icmp import ECHO_FIELDS, DataMixin, EchoMixin, IcmpMessage
 from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
 
 __all__ = ["Icmpv6Type", "Icmpv6", "EchoRequest", "EchoReply", "DestinationUnreachable",
