@@ -10,8 +10,7 @@ set come from :mod:`nfkit.packets.constants`, as in the per-packet parsers.
 
 Every record field is defined for every packet (the tests compare them all):
 ``ether_type`` is -1 unless the frame is Ethernet past its tags; ``l3_end`` is the frame's
-end, ``ihl``/``v4_fo`` 0, ``l4`` equal to ``l3`` and ``l4_proto`` -1 unless the packet is
-valid IPv4/IPv6.
+end, ``l4`` equal to ``l3`` and ``l4_proto`` -1 unless the packet is valid IPv4/IPv6.
 """
 
 from __future__ import annotations
@@ -52,11 +51,12 @@ _TYPE_AT = ETH_HLEN - 2          # where the (first) type field is
 
 def walk_py(data, s, o, ln):  # noqa: ANN001, ANN201
     """Classify the frame ``data[s, o:o + ln]``; every read is bounded by ``ln``.  Returns
-    ``(ether_type_off, ether_type, l3, l3_end, ihl, v4_fo, l4, l4_proto, flags)``."""
+    ``(ether_type_off, ether_type, l3, l3_end, l4, l4_proto, flags)``."""
     i64 = np.int64
     ln = i64(ln)
+    o = i64(o)
     if ln < ETH_HLEN:
-        return i64(_TYPE_AT), i64(-1), i64(ETH_HLEN), ln, i64(0), i64(0), i64(ETH_HLEN), i64(-1), 0
+        return i64(_TYPE_AT), i64(-1), i64(ETH_HLEN), ln, i64(ETH_HLEN), i64(-1), 0
     et_off = i64(_TYPE_AT)
     p = o + et_off
     et = (i64(data[s, p]) << 8) | i64(data[s, p + 1])
@@ -68,7 +68,7 @@ def walk_py(data, s, o, ln):  # noqa: ANN001, ANN201
         et = (i64(data[s, p]) << 8) | i64(data[s, p + 1])
     l3 = et_off + 2
     if et in VLAN_TPIDS:            # tags run past the frame (or too many): not Ethernet + payload
-        return et_off, i64(-1), l3, ln, i64(0), i64(0), l3, i64(-1), 0
+        return et_off, i64(-1), l3, ln, l3, i64(-1), 0
     a = o + l3
     end = ln
     ihl = i64(0)
@@ -90,7 +90,7 @@ def walk_py(data, s, o, ln):  # noqa: ANN001, ANN201
             flags |= V6
             end = l3 + IPV6_HLEN + pl if pl > 0 else ln
     if flags == ETH:
-        return et_off, et, l3, ln, ihl, fo, l3, i64(-1), flags
+        return et_off, et, l3, ln, l3, i64(-1), flags
     if flags & V4:
         proto = i64(data[s, a + 9])
         l4 = l3 + ihl
@@ -116,7 +116,7 @@ def walk_py(data, s, o, ln):  # noqa: ANN001, ANN201
             l4 += size
         unfinished = proto in IPV6_EXTENSION_HEADERS    # too long or cut: no transport header
     if not initial or unfinished or l4 > end:
-        return et_off, et, l3, end, ihl, fo, l4, i64(-1), flags
+        return et_off, et, l3, end, l4, i64(-1), flags
     avail = end - l4
     if proto == _TCP and avail >= TCP_MIN_HLEN:
         thl = (i64(data[s, o + l4 + 12]) >> 4) * 4
@@ -128,7 +128,7 @@ def walk_py(data, s, o, ln):  # noqa: ANN001, ANN201
         flags |= ICMP4
     elif proto == _ICMPV6 and flags & V6 and avail >= ICMP_MIN_HLEN:
         flags |= ICMP6
-    return et_off, et, l3, end, ihl, fo, l4, proto, flags
+    return et_off, et, l3, end, l4, proto, flags
 
 
 def _classify_py(data, slots, data_off, data_len, stride, meta):  # noqa: ANN001, ANN202
@@ -138,14 +138,11 @@ def _classify_py(data, slots, data_off, data_len, stride, meta):  # noqa: ANN001
         o = np.int64(data_off[s])
         r = meta[s]
         r["base"] = np.int64(s) * stride + o
-        r["length"] = data_len[s]
-        et_off, et, l3, end, ihl, fo, l4, proto, flags = walk_py(data, s, o, data_len[s])
+        et_off, et, l3, end, l4, proto, flags = walk_py(data, s, o, data_len[s])
         r["ether_type_off"] = et_off
         r["ether_type"] = et
         r["l3"] = l3
         r["l3_end"] = end
-        r["ihl"] = ihl
-        r["v4_fo"] = fo
         r["l4"] = l4
         r["l4_proto"] = proto
         r["eth_valid"] = (flags & ETH) != 0
@@ -239,9 +236,8 @@ def classify_numpy(pool: Mempool, slots: np.ndarray) -> None:
     avail = end - l4
     thl = (u8(l4 + 12) >> 4) * 4
     rec = np.empty(n, dtype=CLASSIFICATION)
-    for name, col in (("base", base), ("length", ln), ("ether_type_off", et_off),
-                      ("ether_type", et), ("l3", l3), ("l3_end", end), ("ihl", ihl),
-                      ("v4_fo", fo), ("l4", l4), ("l4_proto", proto), ("eth_valid", eth),
+    for name, col in (("base", base), ("ether_type_off", et_off), ("ether_type", et),
+                      ("l3", l3), ("l3_end", end), ("l4", l4), ("l4_proto", proto), ("eth_valid", eth),
                       ("ipv4_valid", v4), ("ipv6_valid", v6), ("ipv6_routing", routing),
                       ("tcp_valid", (proto == _TCP) & (avail >= TCP_MIN_HLEN) & (thl >= TCP_MIN_HLEN)
                        & (thl <= avail)),

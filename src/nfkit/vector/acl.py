@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import NfkitError
-from .jit import FLOW_IPV4, FLOW_IPV6, MALFORMED, NOT_IP, _jit, classified_flow_key, flow_key, kernel
+from .jit import FLOW_IPV4, FLOW_IPV6, MALFORMED, NOT_IP, _jit, flow_key, kernel
 
 __all__ = ["AclRule", "Acl", "AclError", "acl_first_match", "packet_flow_key", "NO_MATCH",
            "MALFORMED_RULE"]
@@ -322,14 +322,16 @@ def acl_first_match(bitmaps: np.ndarray, bounds: np.ndarray, layout: np.ndarray,
     return -1
 
 
-@kernel(classified=True, restructures=False)
-def ACL_FILTER(data, slots, data_off, data_len, keep, meta, allow, bitmaps, bounds, layout):  # noqa: ANN001, N802
-    """Keep the packets the ACL allows (``allow``: per rule, then malformed, then default);
-    reads the burst's classification, as the vector stages around it do."""
+@kernel(restructures=False)
+def ACL_FILTER(data, slots, data_off, data_len, keep, allow, bitmaps, bounds, layout):  # noqa: ANN001, N802
+    """Keep the packets the ACL allows (``allow``: per rule, then malformed, then default).
+    flow_key's walk, not the burst's classification: reading the classification (and
+    classifying first when no vector stage did) made this kernel ~20% slower (5.6 -> 4.6
+    Mpps at batch 256, measured); it changes no header, so the burst stays classified."""
     n_rules = allow.shape[0] - 2
     for i in range(slots.shape[0]):
         s = slots[i]
-        status, pr, l3, l4, sh, sl, dh, dl, sp, dp = classified_flow_key(data, meta, s, data_off[s])
+        status, pr, l3, l4, sh, sl, dh, dl, sp, dp = flow_key(data, s, data_off[s], data_len[s])
         if status == MALFORMED:
             keep[i] = allow[n_rules]
         elif status == NOT_IP:

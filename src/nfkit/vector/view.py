@@ -71,7 +71,7 @@ class BatchView:
         self._rec = pool.meta.take(s)
 
     def __getattr__(self, name: str) -> Any:
-        """The classification's columns: ``base``, ``length``, ``ether_type_off``,
+        """The classification's columns: ``base``, ``ether_type_off``,
         ``ether_type``, ``l3``, ``l3_end``, ``l4``, ``l4_proto``, ``eth_valid``, ``ipv4_valid``,
         ``ipv6_valid``, ``ipv6_routing``, ``tcp_valid``, ``udp_valid``, ``icmpv4_valid``,
         ``icmpv6_valid`` (see :data:`nfkit.buffers.CLASSIFICATION`)."""
