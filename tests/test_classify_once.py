@@ -1,6 +1,7 @@
-"""Classify once (#12): a burst's header offsets are computed once, into the pool's per-slot
-metadata, by one compiled classifier with a numpy twin; every vector stage, kernel and the
-ACL read them; a stage that may change packet structure makes the next one classify again."""
+"""Classify once (#12): a burst's header offsets are computed once, by one compiled
+classifier with a numpy twin, kept with the burst (and in the pool's per-slot metadata for
+kernels that read them); every later vector stage reuses them; a stage that may change
+packet structure makes the next one classify again."""
 
 from __future__ import annotations
 
@@ -62,18 +63,16 @@ def test_compiled_classifier_and_numpy_twin_write_equal_records(raws: list[bytes
     need(_classify.AVAILABLE, "numba is not installed: no compiled classification",
          "pip install 'nfkit[jit]'")
     pool, slots, ms = load(raws)
-    _classify.classify(pool, slots, compiled=True)
-    compiled = pool.meta[slots].copy()
-    pool.meta[slots] = np.zeros(1, dtype=pool.meta.dtype)
-    _classify.classify_numpy(pool, slots)
+    compiled = _classify.classify(pool, slots, compiled=True, store=True)
     assert pool.meta[slots].tolist() == compiled.tolist()
+    assert _classify.classify_numpy(pool, slots).tolist() == compiled.tolist()
     Mbuf.free_bulk(ms)
 
 
 @given(bursts)
 def test_classified_flow_key_equals_flow_key(raws: list[bytes]) -> None:
     pool, slots, ms = load(raws)
-    _classify.classify(pool, slots)
+    _classify.classify(pool, slots, store=True)
     for s in slots.tolist():
         o, n = int(pool.data_off[s]), int(pool.data_len[s])
         want = flow_key(pool.data, s, o, n)

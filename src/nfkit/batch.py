@@ -586,28 +586,29 @@ def _run_arm(stages: list[Stage] | None, group: Any, ctx: _Run, out: list[Any]) 
 def _view(batch: SlotBatch) -> Any:
     """The burst's BatchView; its classification is reused when the burst still has one."""
     from .vector.view import BatchView
-    return BatchView(batch.pool, batch.slots, classified=batch.classified)
+    return BatchView(batch.pool, batch.slots, records=batch.records)
 
 
 def _burst_stage(keep_of: Callable[[SlotBatch], Any], label: str) -> Stage:
     """A stage run once per burst (per pool of the burst): ``keep_of(batch)`` acts on it
-    and returns ``(keep mask or None: keep all, whether the burst is still classified)``.
+    and returns ``(keep mask or None: keep all, the burst's classification after it or None)``.
     An exception aborts the burst."""
 
     def run(items: Any, ctx: _Run) -> Any:
         kept = []
         for batch in _slot_batches(items, ctx, label):
             try:
-                keep, classified = keep_of(batch)
+                keep, records = keep_of(batch)
             except Exception as exc:
                 ctx.abort_all(batch, exc, label)
                 continue
             if keep is None or keep.all():
-                batch.classified = classified
+                batch.records = records
                 kept.append(batch)
             else:
                 ctx.drop_slots(batch, ~keep)
-                kept.append(SlotBatch(batch.pool, batch.slots[keep], classified))
+                kept.append(SlotBatch(batch.pool, batch.slots[keep],
+                                      None if records is None else records[keep]))
         if len(kept) == 1:
             return kept[0]
         return [m for b in kept for m in b.mbufs()]
@@ -621,7 +622,7 @@ def _vector_stage(f: Callable[[Any], Any], kind: str) -> Stage:
     def keep_of(batch: SlotBatch) -> Any:
         view = _view(batch)
         r = f(view)
-        still = not view.restructured
+        still = None if view.restructured else view.records
         if r is None:
             if kind == "filter":
                 raise TypeError("a vectorized filter must return a boolean keep mask")
@@ -637,8 +638,8 @@ def _kernel_stage(k: Any, kind: str) -> Stage:
     """A JIT kernel (:mod:`nfkit.vector.jit`): one call per burst over the raw arrays.  The
     burst stays classified after it only if the kernel says it keeps packet structure."""
     def keep_of(batch: SlotBatch) -> Any:
-        keep = k.run(batch.pool, batch.slots, classified=batch.classified)
-        return keep, (batch.classified or k.classified) and not k.restructures
+        keep = k.run(batch.pool, batch.slots, records=batch.records)
+        return keep, None if k.restructures else batch.records
     return _burst_stage(keep_of, f"{kind}(kernel {_name(k)})")
 
 
@@ -660,7 +661,7 @@ def _vector_group_by_stage(selector: Callable[[Any], Any], arms: dict[Hashable, 
             try:
                 view = _view(batch)
                 keys = np.asarray(selector(view))
-                classified = not view.restructured
+                records = None if view.restructured else view.records
                 if keys.shape != (len(batch),):
                     raise TypeError(f"expected a key column of {len(batch)}, "
                                     f"got shape {keys.shape}")
@@ -671,7 +672,9 @@ def _vector_group_by_stage(selector: Callable[[Any], Any], arms: dict[Hashable, 
                 ctx.abort_all(batch, exc, label)
                 continue
             for i, stages in enumerate(chosen):
-                _run_arm(stages, SlotBatch(batch.pool, batch.slots[which == i], classified), ctx, out)
+                rows = which == i
+                _run_arm(stages, SlotBatch(batch.pool, batch.slots[rows],
+                                           None if records is None else records[rows]), ctx, out)
         return out
     run.vector = True  # type: ignore[attr-defined]
     return run

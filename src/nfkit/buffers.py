@@ -43,14 +43,15 @@ __all__ = ["Mempool", "Mbuf", "default_pool", "set_default_pool", "NO_TIMESTAMP"
 #: with the time they write it.  0 is a real time (1970-01-01), never "not set".
 NO_TIMESTAMP = (1 << 64) - 1
 
-#: The per-slot classification record, ``Mempool.meta``: where each packet's headers start
-#: and what they are (offsets from the packet start; ``base`` is the packet's first byte in
-#: the flat pool).  Written once per burst by :mod:`nfkit.vector._classify` (VPP and DPDK keep
-#: such offsets in buffer metadata too), read by BatchView, kernels and the ACL.  Valid only
-#: for the slots of a burst that was classified and not restructured since (see
-#: :class:`nfkit.slots.SlotBatch`): buffers do not track it themselves.  int64 offsets: the
-#: columns BatchView hands out are views of it, with no conversion; 64 bytes, one cache line
-#: a slot (88 bytes, two lines, made a vector stage's burst 2-3 us slower, measured).
+#: The classification record of a packet: where its headers start and what they are
+#: (offsets from the packet start; ``base`` is the packet's first byte in the flat pool).
+#: Computed once per burst by :mod:`nfkit.vector._classify` (VPP and DPDK keep such offsets
+#: in buffer metadata too); a burst carries its records (``SlotBatch.records``), and
+#: ``Mempool.meta`` holds them per slot for kernels that read them (``classified=True``).
+#: Valid only while nothing restructured the packet (see :class:`nfkit.slots.SlotBatch`):
+#: buffers do not track it themselves.  int64 offsets: the columns BatchView hands out are
+#: views of it, with no conversion; 64 bytes, one cache line a slot (88 bytes, two lines,
+#: made a vector stage's burst 2-3 us slower, measured).
 CLASSIFICATION = np.dtype(
     [(n, np.int64) for n in ("base", "ether_type_off", "ether_type", "l3", "l3_end", "l4",
                              "l4_proto")]

@@ -18,20 +18,20 @@ __all__ = ["SlotBatch", "vectorized"]
 class SlotBatch:
     """The packets ``slots`` (an int array) of ``pool``.
 
-    ``classified``: ``pool.meta[slots]`` holds the current classification of these packets
-    (:mod:`nfkit.vector._classify`).  The rule that keeps it true: a pipeline sets it when a
-    vector stage or a kernel has classified the burst, carries it to the packets a stage
-    keeps, and drops it when a stage may have changed packet structure -- any per-packet
-    stage (the burst leaves the slot form then), a kernel that does not declare
-    ``restructures=False``, a vector stage that wrote a structural column or called
-    ``invalidate()``.  A new SlotBatch (a port's burst) is unclassified."""
+    ``records``: the burst's classification (:mod:`nfkit.vector._classify`, one record per
+    packet, in the order of ``slots``), or None.  The rule that keeps it true: a pipeline
+    sets it when a vector stage has classified the burst, carries it (the rows kept) to the
+    packets a stage keeps, and drops it when a stage may have changed packet structure --
+    any per-packet stage (the burst leaves the slot form then), a kernel that does not
+    declare ``restructures=False``, a vector stage that wrote a structural column or called
+    ``invalidate()``.  A new SlotBatch (a port's burst) has none."""
 
-    __slots__ = ("pool", "slots", "classified")
+    __slots__ = ("pool", "slots", "records")
 
-    def __init__(self, pool: Mempool, slots: np.ndarray, classified: bool = False) -> None:
+    def __init__(self, pool: Mempool, slots: np.ndarray, records: np.ndarray | None = None) -> None:
         self.pool = pool
         self.slots = slots
-        self.classified = classified
+        self.records = records
 
     def __len__(self) -> int:
         return len(self.slots)

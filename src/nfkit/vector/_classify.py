@@ -1,9 +1,9 @@
-"""Classify a burst once: where each packet's headers start, into the pool's metadata.
+"""Classify a burst once: where each packet's headers start, as one record per packet.
 
 One walk, :func:`walk_py` -- Ethernet type after VLAN tags, the IPv4/IPv6 header checks, the
-IPv6 extension chain, the transport header -- written once and compiled twice: here for the
-burst classifier (:func:`classify`, which stores a :data:`~nfkit.buffers.CLASSIFICATION`
-record per slot in ``pool.meta``), and in :mod:`.jit` for kernels' ``flow_key``.  The numpy
+IPv6 extension chain, the transport header -- compiled for the burst classifier
+(:func:`classify`: a :data:`~nfkit.buffers.CLASSIFICATION` record per packet, kept with the
+burst and, for kernels that read it, in the pool's per-slot ``pool.meta``).  The numpy
 twin :func:`classify_numpy` does the same with array calls, for machines without numba; the
 tests hold the two equal, record for record.  Header sizes, TPIDs and the extension-header
 set come from :mod:`nfkit.packets.constants`, as in the per-packet parsers.
@@ -131,12 +131,12 @@ def walk_py(data, s, o, ln):  # noqa: ANN001, ANN201
     return et_off, et, l3, end, l4, proto, flags
 
 
-def _classify_py(data, slots, data_off, data_len, stride, meta):  # noqa: ANN001, ANN202
-    """Per slot of ``slots``: :func:`walk_py` into ``meta[slot]``."""
+def _classify_py(data, slots, data_off, data_len, stride, out):  # noqa: ANN001, ANN202
+    """Per packet ``i`` of ``slots``: :func:`walk_py` into ``out[i]``."""
     for i in range(slots.shape[0]):
         s = slots[i]
         o = np.int64(data_off[s])
-        r = meta[s]
+        r = out[i]
         r["base"] = np.int64(s) * stride + o
         et_off, et, l3, end, l4, proto, flags = walk_py(data, s, o, data_len[s])
         r["ether_type_off"] = et_off
@@ -166,16 +166,26 @@ else:  # pragma: no cover
     _classify_nb = None
 
 
-def classify(pool: Mempool, slots: np.ndarray, compiled: bool = True) -> None:
-    """Classify the packets ``slots`` (int64) of ``pool`` into ``pool.meta[slots]``: one
-    compiled pass when numba is there (``compiled``), else :func:`classify_numpy`."""
+def classify(pool: Mempool, slots: np.ndarray, compiled: bool = True, store: bool = False) -> np.ndarray:
+    """The classification of the packets ``slots`` (int64) of ``pool``: a
+    :data:`~nfkit.buffers.CLASSIFICATION` record per packet, in one compiled pass when numba
+    is there (``compiled``), else by :func:`classify_numpy`.  ``store``: also into the pool's
+    per-slot metadata, ``pool.meta[slots]`` (what ``classified=True`` kernels read).
+
+    Not stored by default: the records travel with the burst (``SlotBatch.records``), and
+    writing every burst's records into ``pool.meta`` made the router's vector stage 6% slower
+    (cold cache lines: its route table evicts them; measured, batch 256)."""
     if compiled and AVAILABLE:
-        _classify_nb(pool.data, slots, pool.data_off, pool.data_len, pool.stride, pool.meta)
+        out = np.empty(len(slots), dtype=CLASSIFICATION)
+        _classify_nb(pool.data, slots, pool.data_off, pool.data_len, pool.stride, out)
     else:
-        classify_numpy(pool, slots)
+        out = classify_numpy(pool, slots)
+    if store:
+        pool.meta[slots] = out
+    return out
 
 
-def classify_numpy(pool: Mempool, slots: np.ndarray) -> None:
+def classify_numpy(pool: Mempool, slots: np.ndarray) -> np.ndarray:
     """:func:`walk_py` for a whole burst in numpy array calls (tens of them: the compiled
     pass is several times faster); the same records."""
     n = len(slots)
@@ -245,4 +255,4 @@ def classify_numpy(pool: Mempool, slots: np.ndarray) -> None:
                       ("icmpv4_valid", v4 & (proto == _ICMP) & (avail >= ICMP_MIN_HLEN)),
                       ("icmpv6_valid", v6 & (proto == _ICMPV6) & (avail >= ICMP_MIN_HLEN))):
         rec[name] = col
-    pool.meta[slots] = rec
+    return rec

@@ -116,11 +116,11 @@ class Kernel:
                       self.restructures)
 
     def run(self, pool: Any, slots: np.ndarray, python: bool = False,
-            classified: bool = False) -> np.ndarray:
+            records: np.ndarray | None = None) -> np.ndarray:
         """Run over ``slots`` of ``pool``; returns the keep mask -- a view of a buffer the
-        kernel reuses, valid until its next run (copy it to keep it).  ``classified``: the
-        pool's metadata already holds these packets' classification (else a kernel that
-        takes it classifies the burst first)."""
+        kernel reuses, valid until its next run (copy it to keep it).  ``records``: the
+        burst's classification if it has one (a kernel that takes it gets it in
+        ``pool.meta``; without, the burst is classified first)."""
         n = len(slots)
         if n > len(self._keep):
             self._keep = np.ones(max(n, 2 * len(self._keep)), dtype=np.bool_)
@@ -128,8 +128,10 @@ class Kernel:
         keep.fill(True)
         extra = self.extra
         if self.classified:
-            if not classified:
-                _classify.classify(pool, slots, compiled=not python)
+            if records is None:
+                _classify.classify(pool, slots, compiled=not python, store=True)
+            else:
+                pool.meta[slots] = records
             extra = (pool.meta,) + extra
         if python or not HAVE_NUMBA:
             # as Python: integer arithmetic wraps silently, as it does compiled

@@ -51,9 +51,9 @@ COMPILED = True
 class BatchView:
     """Columns over the packets ``slots`` of ``pool`` (see the module docstring).
 
-    ``classified``: the caller knows ``pool.meta[slots]`` holds these packets' current
-    classification (a pipeline's burst that nothing restructured since it was classified),
-    so the view reads it instead of classifying again.  The classification's columns are
+    ``records``: these packets' current classification (a pipeline's burst that nothing
+    restructured since it was classified, ``SlotBatch.records``), used instead of
+    classifying again; the view's own are :attr:`records`.  The classification's columns are
     attributes: ``base``, ``ether_type_off``, ``ether_type``, ``l3``, ``l3_end``, ``l4``,
     ``l4_proto``, ``eth_valid``, ``ipv4_valid``, ``ipv6_valid``, ``ipv6_routing``,
     ``tcp_valid``, ``udp_valid``, ``icmpv4_valid``, ``icmpv6_valid`` (see
@@ -61,7 +61,7 @@ class BatchView:
     field the classification reads (an Ethernet type, an IP header or total length, a next
     header, a TCP data offset...) set :attr:`restructured`; so does :meth:`invalidate`."""
 
-    def __init__(self, pool: Mempool, slots: np.ndarray, classified: bool = False) -> None:
+    def __init__(self, pool: Mempool, slots: np.ndarray, records: np.ndarray | None = None) -> None:
         self.pool = pool
         self.slots = s = np.asarray(slots, dtype=np.int64)
         self.n = len(s)
@@ -69,12 +69,10 @@ class BatchView:
         self._cols: dict[str, HeaderColumns] = {}
         #: True once this view changed what the classification found (see the class doc)
         self.restructured = False
-        if not classified:
-            _classify.classify(pool, s, COMPILED)
-        # one gather of the per-slot records; the columns (l3, l4, tcp_valid...) are views of
-        # it, bound here: ~1 us for all, where a lazy __getattr__ cost ~0.7 us per column
-        # used (the router's vector stage 7% slower, measured)
-        rec = pool.meta.take(s)
+        #: the classification, a CLASSIFICATION record per packet
+        self.records = rec = _classify.classify(pool, s, COMPILED) if records is None else records
+        # the columns (l3, l4, tcp_valid...) are views of the records, bound here: ~1 us for
+        # all, where a lazy __getattr__ cost ~0.7 us per column used (measured)
         d = self.__dict__
         for name in _RECORD:
             d[name] = rec[name]
