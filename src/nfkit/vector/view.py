@@ -77,6 +77,10 @@ class BatchView:
         for name in _RECORD:
             d[name] = rec[name]
 
+    def __getattr__(self, name: str) -> Any:
+        """Only reached for a name that is not there (the columns are plain attributes)."""
+        raise AttributeError(f"BatchView has no attribute {name!r}")
+
     def invalidate(self) -> None:
         """Say that this stage changed packet structure by other means than column writes
         (raw bytes through :attr:`flat`, per-packet calls on the slots): the next stage
