@@ -744,16 +744,30 @@ def overhead(seconds: float) -> list[str]:
     def eth_only(b: Any) -> None:
         b.eth.valid
 
+    @nfkit.vectorized
+    def read_udp(b: Any) -> Any:
+        return b.udp.dst_port != 0
+
+    @nfkit.vectorized
+    def swap(b: Any) -> None:
+        b.eth.swap_addresses()
+
+    def three_and_kernel(p: Any) -> Any:     # the burst is classified once, by the first stage
+        return p.map(eth_only).filter(read_udp).map(swap).map(nop_k)
+
     lines = ["", "Fixed costs per burst (microseconds), the same pipeline (fresh frames written into",
              "every burst, as in the rows above) with stages that do nothing:", "",
              "| stage | batch 32 | batch 256 | batch 1024 |", "|---|---:|---:|---:|"]
     for label, fn in (("empty kernel (receive + kernel call + transmit)", nop_k),
                       ("empty vector stage (+ BatchView)", nop_v),
-                      ("vector stage reading one column (+ Ethernet classification)", eth_only)):
+                      ("vector stage reading one column (+ Ethernet classification)", eth_only),
+                      ("3 vector stages (a column read, a filter, a MAC swap) + empty kernel",
+                       three_and_kernel)):
         cells = []
         for batch in BATCHES:
             rt, q = _queue(batch, frames, True)
-            r = pipeline_rate(nfkit.Poll(q).map(fn).send(q), seconds)
+            p = fn(nfkit.Poll(q)) if fn is three_and_kernel else nfkit.Poll(q).map(fn)
+            r = pipeline_rate(p.send(q), seconds)
             rt.close()
             cells.append(f"{batch / r * 1e6:.1f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

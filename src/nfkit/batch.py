@@ -44,6 +44,7 @@ import numpy as np
 from .buffers import Mbuf, Mempool
 from .errors import DoubleFree
 from .packets.base import Packet
+from .slots import SlotBatch, vectorized
 
 __all__ = [
     "vectorized", "SlotBatch", "Disposition", "PacketRx", "PacketTx", "Batch", "Pipeline", "PipelineStats", "Poll",
@@ -173,38 +174,8 @@ def _allocated(m: Mbuf) -> bool:
     return 0 <= m.slot < pool.capacity and bool(pool.refcnt[m.slot])
 
 
-def vectorized(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark ``f`` as a vector stage: combinators call it once per burst with a
-    :class:`~nfkit.vector.BatchView` instead of once per packet.
-
-    For ``map``/``for_each`` it acts on the columns and returns ``None`` or a boolean keep
-    mask; for ``filter`` it returns the keep mask; for ``group_by`` it returns the key
-    column.  An exception aborts every packet of that burst.
-    """
-    f.__nfkit_vectorized__ = True  # type: ignore[attr-defined]
-    return f
-
-
 def _is_vectorized(f: Any) -> bool:
     return bool(getattr(f, "__nfkit_vectorized__", False))
-
-
-class SlotBatch:
-    """A burst as slots of one pool: what vector stages work on, with no Mbuf objects."""
-
-    __slots__ = ("pool", "slots")
-
-    def __init__(self, pool: Mempool, slots: np.ndarray) -> None:
-        self.pool = pool
-        self.slots = slots
-
-    def __len__(self) -> int:
-        return len(self.slots)
-
-    def mbufs(self) -> list[Mbuf]:
-        """The batch's packets as :class:`Mbuf` handles, in order (no copy: views of the same slots)."""
-        pool = self.pool
-        return [Mbuf(pool, s) for s in self.slots.tolist()]
 
 
 def _as_items(items: Any) -> list[Any]:
@@ -615,27 +586,31 @@ def _run_arm(stages: list[Stage] | None, group: Any, ctx: _Run, out: list[Any]) 
 # -- vector stages ------------------------------------------------------------------------
 
 def _view(batch: SlotBatch) -> Any:
+    """The burst's BatchView; its classification is reused when the burst still has one."""
     from .vector.view import BatchView
-    return BatchView(batch.pool, batch.slots)
+    return BatchView(batch.pool, batch.slots, records=batch.records)
 
 
 def _burst_stage(keep_of: Callable[[SlotBatch], Any], label: str) -> Stage:
     """A stage run once per burst (per pool of the burst): ``keep_of(batch)`` acts on it
-    and returns a keep mask (or ``None``: keep all).  An exception aborts the burst."""
+    and returns ``(keep mask or None: keep all, the burst's classification after it or None)``.
+    An exception aborts the burst."""
 
     def run(items: Any, ctx: _Run) -> Any:
         kept = []
         for batch in _slot_batches(items, ctx, label):
             try:
-                keep = keep_of(batch)
+                keep, records = keep_of(batch)
             except Exception as exc:
                 ctx.abort_all(batch, exc, label)
                 continue
             if keep is None or keep.all():
+                batch.records = records
                 kept.append(batch)
             else:
                 ctx.drop_slots(batch, ~keep)
-                kept.append(SlotBatch(batch.pool, batch.slots[keep]))
+                kept.append(SlotBatch(batch.pool, batch.slots[keep],
+                                      None if records is None else records[keep]))
         if len(kept) == 1:
             return kept[0]
         return [m for b in kept for m in b.mbufs()]
@@ -647,21 +622,27 @@ def _vector_stage(f: Callable[[Any], Any], kind: str) -> Stage:
     """``kind``: map / for_each (None or a keep mask), filter (a keep mask)."""
 
     def keep_of(batch: SlotBatch) -> Any:
-        r = f(_view(batch))
+        view = _view(batch)
+        r = f(view)
+        still = None if view.restructured else view.records
         if r is None:
             if kind == "filter":
                 raise TypeError("a vectorized filter must return a boolean keep mask")
-            return None
+            return None, still
         keep = np.asarray(r)
         if keep.dtype != bool or keep.shape != (len(batch),):
             raise TypeError(f"expected a boolean mask of {len(batch)}, got {keep.dtype} {keep.shape}")
-        return keep
+        return keep, still
     return _burst_stage(keep_of, f"{kind}(@vectorized {_name(f)})")
 
 
 def _kernel_stage(k: Any, kind: str) -> Stage:
-    """A JIT kernel (:mod:`nfkit.vector.jit`): one call per burst over the raw arrays."""
-    return _burst_stage(lambda batch: k.run(batch.pool, batch.slots), f"{kind}(kernel {_name(k)})")
+    """A JIT kernel (:mod:`nfkit.vector.jit`): one call per burst over the raw arrays.  The
+    burst stays classified after it only if the kernel says it keeps packet structure."""
+    def keep_of(batch: SlotBatch) -> Any:
+        keep = k.run(batch.pool, batch.slots, records=batch.records)
+        return keep, None if k.restructures else batch.records
+    return _burst_stage(keep_of, f"{kind}(kernel {_name(k)})")
 
 
 def _stage_for(f: Any, kind: str, per_packet: Callable[[Any], Stage]) -> Stage:
@@ -680,7 +661,9 @@ def _vector_group_by_stage(selector: Callable[[Any], Any], arms: dict[Hashable, 
         out: list[Any] = []
         for batch in _slot_batches(items, ctx, label):
             try:
-                keys = np.asarray(selector(_view(batch)))
+                view = _view(batch)
+                keys = np.asarray(selector(view))
+                records = None if view.restructured else view.records
                 if keys.shape != (len(batch),):
                     raise TypeError(f"expected a key column of {len(batch)}, "
                                     f"got shape {keys.shape}")
@@ -691,7 +674,9 @@ def _vector_group_by_stage(selector: Callable[[Any], Any], arms: dict[Hashable, 
                 ctx.abort_all(batch, exc, label)
                 continue
             for i, stages in enumerate(chosen):
-                _run_arm(stages, SlotBatch(batch.pool, batch.slots[which == i]), ctx, out)
+                rows = which == i
+                _run_arm(stages, SlotBatch(batch.pool, batch.slots[rows],
+                                           None if records is None else records[rows]), ctx, out)
         return out
     run.vector = True  # type: ignore[attr-defined]
     return run

@@ -35,13 +35,29 @@ if TYPE_CHECKING:  # pragma: no cover
 
     P = TypeVar("P", bound=Packet)
 
-__all__ = ["Mempool", "Mbuf", "default_pool", "set_default_pool", "NO_TIMESTAMP"]
+__all__ = ["Mempool", "Mbuf", "default_pool", "set_default_pool", "NO_TIMESTAMP", "CLASSIFICATION"]
 
 
 #: ``Mempool.timestamp`` of a buffer no driver stamped: the largest ``uint64`` (year 2554),
 #: which no source produces (capture readers clamp below it); writers stamp such a packet
 #: with the time they write it.  0 is a real time (1970-01-01), never "not set".
 NO_TIMESTAMP = (1 << 64) - 1
+
+#: The classification record of a packet: where its headers start and what they are
+#: (offsets from the packet start; ``base`` is the packet's first byte in the flat pool).
+#: Computed once per burst by :mod:`nfkit.vector._classify` (VPP and DPDK keep such offsets
+#: in buffer metadata too); a burst carries its records (``SlotBatch.records``), and
+#: ``Mempool.meta`` holds them per slot for kernels that read them (``classified=True``).
+#: Valid only while nothing restructured the packet (see :class:`nfkit.slots.SlotBatch`):
+#: buffers do not track it themselves.  int64 offsets: the columns BatchView hands out are
+#: views of it, with no conversion; 64 bytes, one cache line a slot (88 bytes, two lines,
+#: made a vector stage's burst 2-3 us slower, measured).
+CLASSIFICATION = np.dtype(
+    [(n, np.int64) for n in ("base", "ether_type_off", "ether_type", "l3", "l3_end", "l4",
+                             "l4_proto")]
+    + [(n, np.bool_) for n in ("eth_valid", "ipv4_valid", "ipv6_valid", "ipv6_routing",
+                               "tcp_valid", "udp_valid", "icmpv4_valid", "icmpv6_valid")])
+
 
 class Mempool:
     """A fixed-size pool of packet buffers backed by numpy arrays.
@@ -87,6 +103,9 @@ class Mempool:
         self.port = np.zeros(capacity, dtype=np.uint16)
         self.rss_hash = np.zeros(capacity, dtype=np.uint32)
         self.timestamp = np.zeros(capacity, dtype=np.uint64)
+        #: the classification of each slot's packet (CLASSIFICATION; zeroed pages are mapped
+        #: on first touch, so an unused pool does not pay its 64 bytes a slot)
+        self.meta = np.zeros(capacity, dtype=CLASSIFICATION)
         # The free stack: slots free[0:_top] are free; allocation pops from the top.
         self._free = np.arange(capacity - 1, -1, -1, dtype=np.int32)
         self._top = capacity

@@ -107,6 +107,7 @@ from .errors import FieldValueError, NfkitError
 from .net import MacAddr
 from .packets.arp import Arp
 from .packets.base import Packet
+from .packets.constants import IPV6_EXT_UNIT, IpProtocol
 from .packets.dissect import dissect
 from .packets.ethernet import Ethernet
 from .packets.gre import Gre
@@ -169,8 +170,8 @@ def _show(word: str) -> str:
 # Evaluation: one _Frame per packet, closures over it
 # ---------------------------------------------------------------------------------------
 
-_FRAG = 44            # IPv6 Fragment next-header value
-_MAX_EXT_HEADERS = 32  # bound on the IPv6 extension-header walk
+_MAX_EXT_HEADERS = 32  # bound on the walk: a filter names every next-header value it meets,
+                       # further than the classifier's MAX_IPV6_EXT transport search goes
 
 
 class _Frame:
@@ -216,9 +217,9 @@ def _ipv6_chain(ip: Ipv6) -> Iterator[int]:
     data = ip.payload_view()
     pos = 0
     for _ in range(_MAX_EXT_HEADERS):
-        if nxt not in EXTENSION_HEADERS or pos + 8 > len(data):
+        if nxt not in EXTENSION_HEADERS or pos + IPV6_EXT_UNIT > len(data):
             return
-        size = 8 if nxt == _FRAG else (data[pos + 1] + 1) * 8
+        size = IPV6_EXT_UNIT if nxt == IpProtocol.IPV6_FRAG else (data[pos + 1] + 1) * IPV6_EXT_UNIT
         nxt = data[pos]
         yield nxt
         pos += size
@@ -278,7 +279,7 @@ def _frag(frame: _Frame) -> bool:
     for p in frame.layers:
         if isinstance(p, Fragment) or (isinstance(p, Ipv4) and p.is_fragment):
             return True
-    return _FRAG in frame.declared()[1]
+    return IpProtocol.IPV6_FRAG in frame.declared()[1]
 
 
 def _ndp(frame: _Frame) -> bool:

@@ -6,6 +6,7 @@ import struct
 
 from ..errors import FieldValueError, MalformedError, TruncatedError
 from .base import KEY_ETHERTYPE, Packet
+from . import constants
 from .constants import EtherType
 from .fields import Bits, Flag, Mac, U16
 from . import _fieldtypes as _ft  # typed field accessors (python -m nfkit.packets._stubs)
@@ -15,8 +16,9 @@ __all__ = ["Ethernet", "VlanTag", "VLAN_TPIDS"]
 _MACS = struct.Struct("6s6s").unpack_from
 _PUT_MACS = struct.Struct("6s6s").pack_into
 
-#: Tag protocol identifiers recognised as VLAN tags (802.1Q, 802.1ad, the legacy 0x9100).
-VLAN_TPIDS = frozenset({0x8100, 0x88A8, 0x9100})
+#: Tag protocol identifiers recognised as VLAN tags (from :mod:`.constants`, as a set).
+VLAN_TPIDS = frozenset(constants.VLAN_TPIDS)
+_MIN_TPID = min(VLAN_TPIDS)     # most frames' type is below every TPID: one compare
 
 
 class VlanTag(Packet):
@@ -96,7 +98,7 @@ class Ethernet(Packet):
         b = self._buf
         a = self._abs
         t = (b[a + 12] << 8) | b[a + 13]      # two byte reads: cheaper than a struct call here
-        if t >= 0x8100 and t in VLAN_TPIDS:
+        if t >= _MIN_TPID and t in VLAN_TPIDS:
             self._hlen = h = self._compute_hlen()
             t = (b[a + h - 2] << 8) | b[a + h - 1]
         self._next = 0x10000 | t  # KEY_ETHERTYPE | t, as a literal on this hot path

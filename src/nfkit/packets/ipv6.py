@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import FieldValueError, MalformedError, TruncatedError
 from .base import KEY_IPV6_PROTO, Packet
-from .constants import IPV6_MIN_MTU, EtherType, IpProtocol
+from .constants import IPV6_EXT_UNIT, IPV6_EXTENSION_HEADERS, IPV6_MIN_MTU, EtherType, IpProtocol
 from .fields import Bits, Ip6, U8, U16
 from .ip import IpCarrier, l4_checksum_fix
 from .ipv4 import _cut_tail, _drop_trailer
@@ -19,8 +19,7 @@ _M = 0xFFFF
 
 #: Next-header values that are IPv6 extension headers with the generic (next, len) layout,
 #: plus the Fragment header (fixed 8 bytes).
-EXTENSION_HEADERS = frozenset({IpProtocol.HOPOPT, IpProtocol.IPV6_ROUTE, IpProtocol.IPV6_FRAG,
-                               IpProtocol.IPV6_OPTS})
+EXTENSION_HEADERS = frozenset(IPV6_EXTENSION_HEADERS)
 
 
 def walk_extension_headers(buf: memoryview, pos: int, end: int, nxt: int) -> tuple[int, int, bool, bool]:
@@ -33,14 +32,14 @@ def walk_extension_headers(buf: memoryview, pos: int, end: int, nxt: int) -> tup
     routing = False
     initial = True
     while nxt in EXTENSION_HEADERS:
-        if pos + 8 > end:
+        if pos + IPV6_EXT_UNIT > end:
             return -1, nxt, routing, initial
         if nxt == IpProtocol.IPV6_FRAG:
             if ((buf[pos + 2] << 8) | buf[pos + 3]) & 0xFFF8:
                 initial = False
-            size = 8
+            size = IPV6_EXT_UNIT
         else:
-            size = (buf[pos + 1] + 1) * 8
+            size = (buf[pos + 1] + 1) * IPV6_EXT_UNIT
             if nxt == IpProtocol.IPV6_ROUTE:
                 routing = True
         nxt = buf[pos]

@@ -22,7 +22,7 @@ from ..errors import NfkitError
 from ..net import MacAddr
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..batch import SlotBatch
+    from ..slots import SlotBatch
     from ..config import PortConfig, RuntimeConfig
     from .tap import Kni, KniTx
 
@@ -99,7 +99,7 @@ class PortQueue:
     def receive_slots(self, max_packets: int | None = None) -> "SlotBatch":
         """Like :meth:`receive`, as slots of the port's pool (no Mbuf objects): what a
         pipeline that starts with a vector stage asks for."""
-        from ..batch import SlotBatch
+        from ..slots import SlotBatch
         slots = self._rx_slots(self.port.batch_size if max_packets is None else max_packets)
         n = len(slots)
         if n:

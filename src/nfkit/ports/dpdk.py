@@ -51,10 +51,10 @@ import numpy as np
 
 from ..buffers import Mbuf, Mempool
 from ..net import MacAddr
+from ..slots import SlotBatch
 from .base import Port, PortError, PortQueue, register_driver
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..batch import SlotBatch
     from ..config import PortConfig, RuntimeConfig
 
 __all__ = ["DpdkError", "DpdkUnavailable", "DpdkQueue", "DEVICE_PATTERN", "prepare", "eal_args",
@@ -445,7 +445,7 @@ class DpdkQueue(PortQueue):
             c = self.counters
             c.rx_packets += n
             c.rx_octets += self._extra.octets
-        return _SlotBatch()(self._rx_pool, slots)
+        return SlotBatch(self._rx_pool, slots)
 
     # -- transmit -----------------------------------------------------------------------
     def _send(self, pool: Mempool, slots: np.ndarray, free_unsent: bool) -> int:
@@ -524,17 +524,6 @@ class DpdkQueue(PortQueue):
             self._closed = True
             self._lib.nfk_stash_free(self._stash)
             self.dev.queue_closed()
-
-
-def _SlotBatch() -> "type[SlotBatch]":   # noqa: N802 - a class, imported late (cycle)
-    global _slot_batch
-    if _slot_batch is None:
-        from ..batch import SlotBatch
-        _slot_batch = SlotBatch
-    return _slot_batch
-
-
-_slot_batch: "type[SlotBatch] | None" = None
 
 
 def _lazy_config(cfg: "PortConfig", port: Port) -> "RuntimeConfig":

@@ -53,7 +53,7 @@ from ..net import MacAddr
 from .base import Port, PortCounters, PortError, PortQueue, not_applicable, register_driver
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..batch import SlotBatch
+    from ..slots import SlotBatch
     from ..config import PortConfig
 
 __all__ = ["TapDevice", "TapQueue", "Kni", "KniRx", "KniTx", "KniError", "KniDisabled",
@@ -415,7 +415,7 @@ class KniRx:
         self.kni = kni
 
     def receive_slots(self, max_packets: int | None = None) -> "SlotBatch":
-        from ..batch import SlotBatch
+        from ..slots import SlotBatch
         k = self.kni
         pool = k.port.pool
         n = k.port.batch_size if max_packets is None else max_packets

@@ -322,9 +322,12 @@ def acl_first_match(bitmaps: np.ndarray, bounds: np.ndarray, layout: np.ndarray,
     return -1
 
 
-@kernel
+@kernel(restructures=False)
 def ACL_FILTER(data, slots, data_off, data_len, keep, allow, bitmaps, bounds, layout):  # noqa: ANN001, N802
-    """Keep the packets the ACL allows (``allow``: per rule, then malformed, then default)."""
+    """Keep the packets the ACL allows (``allow``: per rule, then malformed, then default).
+    flow_key's walk, not the burst's classification: reading the classification (and
+    classifying first when no vector stage did) made this kernel ~20% slower (5.6 -> 4.6
+    Mpps at batch 256, measured); it changes no header, so the burst stays classified."""
     n_rules = allow.shape[0] - 2
     for i in range(slots.shape[0]):
         s = slots[i]

@@ -1,8 +1,9 @@
 """A whole batch of packets seen as numpy columns, over the same mempool memory.
 
-``BatchView(pool, slots)`` classifies a batch once, vectorized -- where each packet's
-Ethernet type, L3 and L4 headers start, through VLAN tags, IPv4 options and IPv6 extension
-headers -- and then exposes every declared header field as a column::
+``BatchView(pool, slots)`` classifies a batch once (:mod:`._classify`, into the pool's
+per-slot metadata) -- where each packet's Ethernet type, L3 and L4 headers start, through
+VLAN tags, IPv4 options and IPv6 extension headers -- and then exposes every declared header
+field as a column::
 
     b = BatchView(pool, slots)
     b.eth.src, b.eth.dst = b.eth.dst, b.eth.src     # uint64 columns (48-bit MACs)
@@ -19,18 +20,22 @@ covering checksums valid incrementally (the header's own, and for IP addresses t
 TCP/UDP/ICMPv6 checksum through the pseudo-header), as the per-packet setters do.
 
 Nothing is copied: a per-packet stage that follows sees the bytes a vector stage wrote.
-A view describes the packets as they were when it was made; a per-packet stage that
-resizes packets makes the next vector stage build a fresh view.
+A view describes the packets as they were when it was made.  In a pipeline the burst is
+classified by its first vector stage and the next vector stages reuse that classification,
+until a stage may have changed packet structure: a per-packet stage, a kernel not declared
+``restructures=False``, or a column write of a field the classification reads.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
-from ..buffers import Mempool
+from ..buffers import CLASSIFICATION, Mempool
 from ..errors import FieldValueError
+from ..packets.constants import MAX_IPV6_EXT, MAX_VLAN_TAGS  # noqa: F401 - re-exported (acl)
 from . import _classify
 from ..packets import Ethernet, Icmpv4, Icmpv6, Ipv4, Ipv6, Tcp, Udp
 from ..packets.base import Packet
@@ -39,36 +44,49 @@ from ..packets.fields import Field
 __all__ = ["BatchView", "HeaderColumns"]
 
 _M = 0xFFFF
-_L3_ATTRS = frozenset({"ipv4_valid", "ipv6_valid", "l3_end", "_ihl", "_v4_fo"})
-_L4_ATTRS = frozenset({"l4", "l4_proto", "ipv6_routing", "tcp_valid", "udp_valid", "icmpv4_valid",
-                       "icmpv6_valid"})
-MAX_VLAN_TAGS = 4
-MAX_IPV6_EXT = 8
+_RECORD = CLASSIFICATION.names
 #: classify bursts in one compiled pass when numba is there (False: the numpy version)
 COMPILED = True
 
 
 class BatchView:
-    """Columns over the packets ``slots`` of ``pool`` (see the module docstring)."""
+    """Columns over the packets ``slots`` of ``pool`` (see the module docstring).
 
-    def __init__(self, pool: Mempool, slots: np.ndarray) -> None:
+    ``records``: these packets' current classification (a pipeline's burst that nothing
+    restructured since it was classified, ``SlotBatch.records``), used instead of
+    classifying again; the view's own are :attr:`records`.  The classification's columns are
+    attributes: ``base``, ``ether_type_off``, ``ether_type``, ``l3``, ``l3_end``, ``l4``,
+    ``l4_proto``, ``eth_valid``, ``ipv4_valid``, ``ipv6_valid``, ``ipv6_routing``,
+    ``tcp_valid``, ``udp_valid``, ``icmpv4_valid``, ``icmpv6_valid`` (see
+    :data:`nfkit.buffers.CLASSIFICATION`).  The view's own column writes of a
+    field the classification reads (an Ethernet type, an IP header or total length, a next
+    header, a TCP data offset...) set :attr:`restructured`; so does :meth:`invalidate`."""
+
+    def __init__(self, pool: Mempool, slots: np.ndarray, records: np.ndarray | None = None) -> None:
         self.pool = pool
         self.slots = s = np.asarray(slots, dtype=np.int64)
         self.n = len(s)
         self.flat = pool.data.reshape(-1)
         self._cols: dict[str, HeaderColumns] = {}
-        if COMPILED and _classify.AVAILABLE:
-            # one compiled pass instead of tens of numpy calls (same results)
-            (self.base, self.length, self.eth_valid, self.ether_type_off, self.ether_type,
-             self.l3, self.ipv4_valid, self.ipv6_valid, self.l3_end, self._ihl, self._v4_fo,
-             self.l4, self.l4_proto, self.ipv6_routing, self.tcp_valid, self.udp_valid,
-             self.icmpv4_valid, self.icmpv6_valid) = _classify.classify(
-                pool.data, s, pool.data_off, pool.data_len, pool.stride)
-            self._l3_done = self._l4_done = True
-            return
-        self.base = s * pool.stride + pool.data_off[s].astype(np.int64)
-        self.length = pool.data_len[s].astype(np.int64)
-        self._classify()
+        #: True once this view changed what the classification found (see the class doc)
+        self.restructured = False
+        #: the classification, a CLASSIFICATION record per packet
+        self.records = rec = _classify.classify(pool, s, COMPILED) if records is None else records
+        # the columns (l3, l4, tcp_valid...) are views of the records, bound here: ~1 us for
+        # all, where a lazy __getattr__ cost ~0.7 us per column used (measured)
+        d = self.__dict__
+        for name in _RECORD:
+            d[name] = rec[name]
+
+    def __getattr__(self, name: str) -> Any:
+        """Only reached for a name that is not there (the columns are plain attributes)."""
+        raise AttributeError(f"BatchView has no attribute {name!r}")
+
+    def invalidate(self) -> None:
+        """Say that this stage changed packet structure by other means than column writes
+        (raw bytes through :attr:`flat`, per-packet calls on the slots): the next stage
+        classifies the burst again."""
+        self.restructured = True
 
     # -- raw access -------------------------------------------------------------------
     def gather(self, pos: np.ndarray, width: int) -> np.ndarray:
@@ -85,98 +103,6 @@ class BatchView:
         """Each packet's big-endian 16-bit word at ``rel`` as int64."""
         b = self.gather(self.base + rel, 2).astype(np.int64)
         return (b[:, 0] << 8) | b[:, 1]
-
-    # -- classification (lazy: an L2-only stage pays only for L2) ---------------------
-    def _is_vlan(self, et: np.ndarray) -> np.ndarray:
-        return (et == 0x8100) | (et == 0x88A8) | (et == 0x9100)
-
-    def _classify(self) -> None:
-        ln = self.length
-        has_eth = ln >= 14
-        et_off = np.full(self.n, 12, dtype=np.int64)
-        et = np.where(has_eth, self.u16(et_off), -1)
-        tag = self._is_vlan(et)
-        for _ in range(MAX_VLAN_TAGS):
-            tag &= ln >= et_off + 6       # the next type field fits
-            if not tag.any():
-                break
-            et_off = np.where(tag, et_off + 4, et_off)
-            et = np.where(tag, self.u16(et_off), et)
-            tag = self._is_vlan(et)
-        # a tag that runs past the frame makes the frame unusable as Ethernet + payload
-        self.eth_valid = has_eth & ~self._is_vlan(et)
-        self.ether_type_off = et_off
-        self.ether_type = np.where(self.eth_valid, et, -1)
-        self.l3 = et_off + 2
-        self._l3_done = self._l4_done = False
-
-    def _classify_l3(self) -> None:
-        if self._l3_done:
-            return
-        self._l3_done = True
-        ln = self.length
-        l3 = self.l3
-        vi = self.u8(l3)
-        b = self.gather(self.base + l3, 8).astype(np.int64)
-        tl = (b[:, 2] << 8) | b[:, 3]                 # IPv4 total length
-        pl = (b[:, 4] << 8) | b[:, 5]                 # IPv6 payload length
-        self._v4_fo = ((b[:, 6] << 8) | b[:, 7]) & 0x1FFF
-        ihl = (vi & 0x0F) * 4
-        self._ihl = ihl
-        et = self.ether_type
-        self.ipv4_valid = (et == 0x0800) & (ln >= l3 + 20) & (vi >> 4 == 4) & (ihl >= 20) \
-            & (l3 + ihl <= ln) & ((tl == 0) | ((tl >= ihl) & (l3 + tl <= ln)))
-        self.ipv6_valid = (et == 0x86DD) & (ln >= l3 + 40) & (vi >> 4 == 6) \
-            & ((pl == 0) | (l3 + 40 + pl <= ln))
-        self.l3_end = np.where(self.ipv4_valid & (tl > 0), l3 + tl,
-                               np.where(self.ipv6_valid & (pl > 0), l3 + 40 + pl, ln))
-
-    def _classify_l4(self) -> None:
-        if self._l4_done:
-            return
-        self._classify_l3()
-        self._l4_done = True
-        l3, l3_end = self.l3, self.l3_end
-        v4, v6 = self.ipv4_valid, self.ipv6_valid
-        # transport: IPv4 directly; IPv6 after walking the extension headers
-        proto = np.where(v4, self.u8(l3 + 9), np.where(v6, self.u8(l3 + 6), -1))
-        l4 = np.where(v4, l3 + self._ihl, l3 + 40)
-        initial = np.where(v4, self._v4_fo == 0, True)
-        routing = np.zeros(self.n, dtype=bool)
-        for _ in range(MAX_IPV6_EXT):
-            ext = v6 & ((proto == 0) | (proto == 43) | (proto == 60) | (proto == 44)) \
-                & (l4 + 8 <= l3_end)
-            if not ext.any():
-                break
-            frag = ext & (proto == 44)
-            size = np.where(frag, 8, (self.u8(l4 + 1) + 1) * 8)
-            initial &= ~(frag & ((self.u16(l4 + 2) & 0xFFF8) != 0))
-            routing |= ext & (proto == 43)
-            nxt = self.u8(l4)
-            proto = np.where(ext, nxt, proto)
-            l4 = np.where(ext, l4 + size, l4)
-        # an extension chain left unfinished (too long or cut) has no transport header
-        unfinished = v6 & ((proto == 0) | (proto == 43) | (proto == 60) | (proto == 44))
-        ip = (v4 | v6) & initial & ~unfinished & (l4 <= l3_end)
-        self.l4 = l4
-        self.l4_proto = np.where(ip, proto, -1)
-        self.ipv6_routing = routing
-        avail = l3_end - l4
-        tcp_hlen = (self.u8(l4 + 12) >> 4) * 4
-        self.tcp_valid = ip & (proto == 6) & (avail >= 20) & (tcp_hlen >= 20) & (tcp_hlen <= avail)
-        self.udp_valid = ip & (proto == 17) & (avail >= 8)
-        self.icmpv4_valid = ip & v4 & (proto == 1) & (avail >= 4)
-        self.icmpv6_valid = ip & v6 & (proto == 58) & (avail >= 4)
-
-    def __getattr__(self, name: str) -> Any:
-        """Classification results computed on first use."""
-        if name in _L3_ATTRS:
-            self._classify_l3()
-            return self.__dict__[name]
-        if name in _L4_ATTRS:
-            self._classify_l4()
-            return self.__dict__[name]
-        raise AttributeError(f"BatchView has no attribute {name!r}")
 
     # -- header columns ---------------------------------------------------------------
     def _columns(self, name: str, cls: type[Packet], rel: np.ndarray, valid: np.ndarray) -> "HeaderColumns":
@@ -345,6 +271,8 @@ class HeaderColumns:
             return
         pos = self._pos(f)[mask]
         w = f.width
+        if _structural(self._cls, f):
+            v.restructured = True       # the burst's classification no longer holds
         if f.kind == "ipv6":
             new_bytes = np.broadcast_to(_as_ipv6(value), (v.n, 16))[mask]
         else:
@@ -426,6 +354,16 @@ class HeaderColumns:
 
     def __repr__(self) -> str:
         return f"<{self._cls.NAME} columns: {int(self.valid.sum())} of {self._view.n} packets>"
+
+
+@functools.lru_cache(maxsize=None)
+def _structural(cls: type[Packet], f: Field) -> bool:
+    """Whether field ``f`` of ``cls`` covers a bit the classification reads."""
+    read = _classify.STRUCTURAL.get(cls.NAME, {})
+    mask = f.mask if f.is_masked else (1 << 8 * f.width) - 1
+    last = f.offset + f.width - 1
+    return any(f.offset <= b <= last and (mask >> 8 * (last - b)) & bits
+               for b, bits in read.items())
 
 
 def _as_int(value: Any, f: Field, n: int) -> np.ndarray:
