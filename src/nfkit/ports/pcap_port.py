@@ -42,7 +42,9 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..buffers import Mbuf
+import numpy as np
+
+from ..buffers import Mbuf, Mempool
 from ..linktype import ETHERNET, describe
 from ..pcap import PcapError, PcapFormatError, PcapReader, PcapWriteError, PcapWriter
 from .base import Port, PortError, PortQueue, not_applicable, register_driver
@@ -152,23 +154,33 @@ class PcapQueue(PortQueue):
         self._reader = None
 
     def _rx(self, max_packets: int) -> list[Mbuf]:
-        out: list[Mbuf] = []
+        pool = self.pool
+        return [Mbuf(pool, s) for s in self._rx_slots(max_packets).tolist()]
+
+    def _rx_slots(self, max_packets: int) -> np.ndarray:
+        """The burst as slots: no per-packet object (a kernel pipeline never needs one; the
+        Mbufs cost more than reading the file did, 0.8 vs 5.6 Mpps for tcpdump)."""
+        parts = []
+        n = 0
         if self.rx_sock is not None:
-            out = self._rx_socket(max_packets)
-        while len(out) < max_packets and not self._done:
+            got = [m.slot for m in self._rx_socket(max_packets)]
+            parts.append(np.array(got, dtype=np.int64))
+            n = len(got)
+        while n < max_packets and not self._done:
             if self._reader is None and not self._open_next():
                 break
             r = self._reader
             assert r is not None
             if not self.pool.available:
-                self.counters.rx_dropped += 0  # nothing lost: the file waits for buffers
-                break
-            slots = r.read_into(self.pool, max_packets - len(out))
-            pool = self.pool
-            out.extend(Mbuf(pool, s) for s in slots.tolist())
+                break                           # nothing lost: the file waits for buffers
+            slots = r.read_into(self.pool, max_packets - n)
+            parts.append(slots)
+            n += slots.size
             if r.at_end:
                 self._finish_reader()
-        return out
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def _rx_socket(self, max_packets: int) -> list[Mbuf]:
         sock = self.rx_sock
@@ -201,28 +213,44 @@ class PcapQueue(PortQueue):
 
     # -- transmit ---------------------------------------------------------------------
     def _tx(self, mbufs: list[Mbuf]) -> int:
+        if mbufs and all(m.pool is mbufs[0].pool for m in mbufs):
+            slots = np.fromiter((m.slot for m in mbufs), dtype=np.int64, count=len(mbufs))
+            return self._tx_slots(mbufs[0].pool, slots)
+        return self._send(mbufs, None)             # several pools: written one by one
+
+    def _tx_slots(self, pool: Mempool, slots: np.ndarray) -> int:
+        """The burst written from its slots in one call (no per-packet object)."""
+        return self._send(slots, pool)
+
+    def _send(self, items: "list[Mbuf] | np.ndarray", pool: Mempool | None) -> int:
+        """Write (all or nothing) and send ``items`` -- slots of ``pool``, or Mbufs when
+        ``pool`` is None -- and free them; returns how many were taken."""
+        k = len(items)
         w = self.writer
         if w is not None and self.write_error is None:
-            try:
-                w.write_mbufs(mbufs)        # all or nothing: the file ends at a record
+            try:                            # all or nothing: the file ends at a record
+                w.write_mbufs(items, pool)
             except PcapWriteError as exc:
                 self.write_error = exc
                 log.error("port %s: %s; %d packets written, the packets sent from now on "
                           "are not written (counted in tx_errors and tx_dropped)",
                           self.port.name, exc, w.packets_written)
         if w is not None and self.write_error is not None:
-            self.counters.tx_errors += len(mbufs)
+            self.counters.tx_errors += k
             if self.tx_sock is None:
                 return 0                    # the caller counts them dropped and frees them
         if self.tx_sock is not None:
-            for m in mbufs:
+            for m in (items if pool is None else [Mbuf(pool, s) for s in items.tolist()]):
                 try:
                     self.tx_sock.send(m.view())
                 except OSError as exc:
                     self.counters.tx_errors += 1
                     log.debug("port %s: send failed: %s", self.port.name, exc)
-        Mbuf.free_bulk(mbufs)
-        return len(mbufs)
+        if pool is not None:
+            pool.free_slots(items)
+        else:
+            Mbuf.free_bulk(items)
+        return k
 
     def close(self) -> None:
         self._finish_reader()
