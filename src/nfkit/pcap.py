@@ -76,6 +76,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from . import _pcapjit
 from .buffers import NO_TIMESTAMP, Mbuf, Mempool
 from .errors import NfkitError
 from .linktype import describe as _describe_linktype
@@ -291,6 +292,9 @@ class PcapReader:
         self.path = os.fspath(path)
         self.strict = strict
         self.only_linktype = linktype
+        #: compiled passes (numba) for the records and the copy; False: the numpy/Python
+        #: reference (the same results: tests/test_capture_fast.py compares them)
+        self.compiled = _pcapjit.AVAILABLE
         self.packets_read = 0
         self.skipped_oversize = 0
         self.skipped_corrupt = 0
@@ -362,6 +366,7 @@ class PcapReader:
         self._mv = memoryview(data)
         self._size = len(data)
         self._hdr_win = _window(self._mv, self._size, 16)
+        self._u8 = np.frombuffer(data, dtype=np.uint8)
 
     def _read_more(self) -> None:
         """Stream: drop the bytes before the position, add what one read returns (waiting
@@ -869,10 +874,31 @@ class PcapReader:
               want_lt: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One batch from the buffered bytes (pcapng: link types in ``_batch_lt``)."""
         if self.format == "pcap":
-            offs = self._scan_pcap(n, limit)
             self._batch_lt = None
+            if self.compiled:
+                return self._scan_pcap_compiled(n, limit)
+            offs = self._scan_pcap(n, limit)
             return self._decode_pcap(offs) if offs.size else (_EMPTY_I64, _EMPTY_I64, _EMPTY_U64)
         return self._scan_ng(n, limit, want_lt)
+
+    def _scan_pcap_compiled(self, n: int,
+                            limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_scan_pcap` + :meth:`_decode_pcap` in one compiled pass over the clean
+        records; the first other one (damage, oversize, the end of the buffer) is left to
+        the reference walk, so every such case behaves as it does there."""
+        doff = np.empty(n, dtype=np.int64)
+        cap = np.empty(n, dtype=np.int64)
+        ts = np.empty(n, dtype=np.uint64)
+        k, self._pos = _pcapjit.scan_pcap(self._u8, self._pos, self._size, n, self._bo == ">",
+                                          int(self._frac_mul), min(limit, self._maxcap),
+                                          doff, cap, ts)
+        # Always: with k == n it only looks ahead (the end, or damage, known right away)
+        offs = self._scan_pcap(n - k, limit)
+        if not offs.size:
+            return doff[:k], cap[:k], ts[:k]
+        rest = self._decode_pcap(offs)
+        return (np.concatenate((doff[:k], rest[0])), np.concatenate((cap[:k], rest[1])),
+                np.concatenate((ts[:k], rest[2])))
 
     def _next(self, n: int, limit: int,
               want_lt: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -925,6 +951,10 @@ class PcapReader:
         if not k:
             return np.zeros(0, dtype=np.int32)
         slots = pool.alloc_slots(k)
+        if self.compiled:
+            _pcapjit.fill_slots(pool.data, pool.data_len, pool.timestamp, slots, pool.headroom,
+                                self._u8, doff, cap, ts)
+            return slots
         pool.data_len[slots] = cap
         pool.timestamp[slots] = np.minimum(ts, _U64(NO_TIMESTAMP - 1))  # never "not stamped"
         self._copy(pool, slots, doff, cap)
@@ -991,6 +1021,7 @@ class PcapReader:
         self._closed = True
         self._done = True
         self._hdr_win = _NO_WINDOW
+        self._u8 = _NO_WINDOW
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -1079,6 +1110,9 @@ class PcapWriter:
         self.timestamps_clamped = 0
         self.resumed_packets = self.resumed_octets = self.repaired_bytes = 0
         self._frac_div = 1 if nanosecond else 1000
+        #: compiled record building (numba); False: the numpy/Python reference
+        self.compiled = _pcapjit.AVAILABLE
+        self._out = np.zeros(0, dtype=np.uint8)
         self._f = os.fdopen(self._open(mode), "wb", buffering=0)
         header = struct.pack("<IHHiIII", _MAGIC_NS if nanosecond else _MAGIC_US, 2, 4, 0, 0,
                              snaplen, linktype)
@@ -1274,6 +1308,8 @@ class PcapWriter:
         k = slots.size
         if not k:
             return 0
+        if timestamps_ns is None and self.compiled:
+            return self._write_compiled(pool, slots)
         ts = self._timestamps(k, timestamps_ns, pool.timestamp[slots])
         lens = pool.data_len[slots].astype(np.int64)
         hdr, caps = self._headers(ts, lens)
@@ -1295,6 +1331,22 @@ class PcapWriter:
                 ap(hb[16 * i:16 * i + 16])
                 ap(pbuf[a:a + c])
             self._write(b"".join(parts))
+        self.packets_written += k
+        return k
+
+    def _write_compiled(self, pool: Mempool, slots: np.ndarray) -> int:
+        """:meth:`_write_slots` with the slots' own timestamps in one compiled pass into a
+        buffer kept between bursts (sized for the longest burst so far)."""
+        k = slots.size
+        need = k * (16 + min(pool.stride, self.snaplen))    # a frame fits in its row
+        if self._out.size < need:
+            self._out = np.empty(need, dtype=np.uint8)
+        size, clamped = _pcapjit.build_pcap(pool.data, pool.data_off, pool.data_len,
+                                            pool.timestamp, slots, self.snaplen,
+                                            self._frac_div, _U64(time.time_ns()), _U64(_MAX_PCAP_NS),
+                                            self._out)
+        self._write(self._out[:size].data)
+        self.timestamps_clamped += clamped
         self.packets_written += k
         return k
 
