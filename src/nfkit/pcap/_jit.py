@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._accel import AVAILABLE, numba
+from .._accel import AVAILABLE, numba
 
 __all__ = ["AVAILABLE", "scan_pcap", "fill_slots", "build_pcap"]
 
