@@ -155,7 +155,8 @@ frame's MACs swapped, byte for byte (record headers included), tcpdump's equals 
 
 | what | Mpps | GB/s (file) | vs tcpdump | all runs (Mpps) |
 |---|---:|---:|---:|---|
-""" + "\n".join(rows) + "\n\nTarget of issue #13: nfkit l2fwd pcap -> pcap >= 1.5x tcpdump's copy.\n"
+""" + "\n".join(rows) + \
+        "\n\nTarget of issue #13: nfkit l2fwd pcap -> pcap >= 1.5x tcpdump's copy.\n"
     out = Path(args.out)
     old = out.read_text() if out.exists() else ""
     if "## Capture files" in old:

@@ -18,7 +18,9 @@ Formats read by :class:`PcapReader`
       total length is checked against its trailing copy.
 
 Format written by :class:`PcapWriter`
-    classic pcap, little-endian, microsecond or nanosecond timestamps; a new file, a
+    classic pcap (or, ``pcapng=True``, pcapng: a section header, one interface
+    description, Enhanced Packet Blocks), little-endian, microsecond or nanosecond
+    timestamps; a new file, a
     truncated one, or (``mode="a"``) the continuation of one it wrote, repaired if its last
     record was cut short.  A symbolic link at the output path is refused, never followed.
 
@@ -55,16 +57,20 @@ Behaviour on damage
     (a capture still growing is not followed).
 
 Speed
-    Files are memory-mapped (streams are read in 1 MiB chunks).  Reading walks
-    the records with one ``struct.unpack_from`` per record (pcapng: one for the block
-    header, one for its trailing length) and switches to numpy strided views wherever
-    records have a fixed layout (consecutive records of one size: the rest of the batch is
-    validated in one pass).  Timestamps and lengths are decoded with numpy per batch;
-    packet bytes go straight from the mapping into the mempool rows -- one numpy gather
-    for fixed-size or small packets, a slice assignment each otherwise (faster than numpy
-    for mixed sizes).  Writing builds a whole batch in memory -- one ``(n, 16 + size)``
-    numpy array for fixed-size packets, else ``b"".join`` of header slices and packet views
-    (measured faster than numpy there) -- and hands it to the OS in one ``write``.
+    Regular files are read with read() in 1 MiB chunks, like streams (see above).  With
+    numba (``nfkit.pcap._jit``), each burst of a classic pcap file costs one compiled
+    pass over its records (lengths and timestamps decoded there), one that copies the
+    frames into the pool rows and sets their ``data_len`` and ``timestamp``, and on
+    output one that lays out the burst's records (pcap or pcapng) in a buffer kept
+    between bursts, handed to the OS in one ``write``.  The compiled walk takes only
+    whole records within the length limit; the first other one (damage, an oversize
+    record, the end of the buffer) goes to the reference walk below, so those cases
+    behave identically.  Without numba (or ``reader.compiled = False``) the reference
+    paths run: one ``struct.unpack_from`` per record (pcapng: one for the block header,
+    one for its trailing length), numpy strided views wherever records have a fixed
+    layout, numpy decoding per batch, a numpy gather or a slice assignment per packet for
+    the copy, and ``b"".join`` / one ``(n, 16 + size)`` array for writing.  pcapng input
+    always takes the reference walk (a compiled one is still to come).
 """
 
 from ._common import (LINKTYPE_ETHERNET, PcapCorrupt, PcapDamaged, PcapError, PcapFormatError,

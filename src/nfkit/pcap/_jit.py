@@ -18,7 +18,7 @@ import numpy as np
 
 from .._accel import AVAILABLE, numba
 
-__all__ = ["AVAILABLE", "scan_pcap", "fill_slots", "build_pcap"]
+__all__ = ["AVAILABLE", "scan_pcap", "fill_slots", "build_pcap", "build_pcapng"]
 
 if AVAILABLE:
     @numba.njit(cache=True, nogil=True, inline="always")
@@ -54,7 +54,8 @@ if AVAILABLE:
         return k, pos
 
     @numba.njit(cache=True, nogil=True)
-    def fill_slots(data, data_len, timestamp, slots, headroom, src, doff, cap, ts):  # pragma: no cover
+    def fill_slots(data, data_len, timestamp, slots, headroom, src, doff, cap,
+                   ts):  # pragma: no cover
         """Frame ``i`` (``src[doff[i]:][:cap[i]]``) into row ``slots[i]`` at the headroom,
         its length and timestamp (never ``NO_TIMESTAMP``: that means "not stamped") into
         the slot's columns."""
@@ -97,5 +98,38 @@ if AVAILABLE:
             out[p + 16:p + 16 + c] = data[s, o:o + c]
             p += 16 + c
         return p, clamped
+
+    @numba.njit(cache=True, nogil=True)
+    def build_pcapng(data, data_off, data_len, timestamp, slots, snaplen, frac_div, now,
+                     out):  # pragma: no cover
+        """The burst's little-endian Enhanced Packet Blocks (interface 0) into ``out``:
+        timestamps from the slots in units of ``frac_div`` ns (``NO_TIMESTAMP``: ``now``);
+        returns the bytes written."""
+        p = 0
+        unset = np.uint64(0xFFFFFFFFFFFFFFFF)
+        for i in range(slots.shape[0]):
+            s = slots[i]
+            n = data_len[s]
+            c = n if n < snaplen else snaplen
+            t = timestamp[s]
+            if t == unset:
+                t = now
+            units = t // np.uint64(frac_div)
+            pad = (4 - c % 4) % 4
+            tl = 32 + c + pad
+            _put32(out, p, np.uint64(6))
+            _put32(out, p + 4, np.uint64(tl))
+            _put32(out, p + 8, np.uint64(0))
+            _put32(out, p + 12, units >> np.uint64(32))
+            _put32(out, p + 16, units & np.uint64(0xFFFFFFFF))
+            _put32(out, p + 20, np.uint64(c))
+            _put32(out, p + 24, np.uint64(n))
+            o = data_off[s]
+            out[p + 28:p + 28 + c] = data[s, o:o + c]
+            for j in range(pad):
+                out[p + 28 + c + j] = 0
+            _put32(out, p + tl - 4, np.uint64(tl))
+            p += tl
+        return p
 else:  # pragma: no cover
-    scan_pcap = fill_slots = build_pcap = None
+    scan_pcap = fill_slots = build_pcap = build_pcapng = None

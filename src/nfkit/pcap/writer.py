@@ -16,8 +16,8 @@ import numpy as np
 from ..buffers import NO_TIMESTAMP, Mbuf, Mempool
 from ..linktype import describe as _describe_linktype
 from . import _jit
-from ._common import (_MAGIC_NS, _MAGIC_US, _MAX_PCAP_NS, _NS, _U64, LINKTYPE_ETHERNET,
-                      PcapCorrupt, PcapWriteError, _window)
+from ._common import (_BOM, _EPB, _IDB, _MAGIC_NS, _MAGIC_US, _MAX_PCAP_NS, _NS, _SHB, _U64,
+                      LINKTYPE_ETHERNET, PcapCorrupt, PcapWriteError, _window)
 from .reader import PcapReader
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,6 +26,13 @@ if TYPE_CHECKING:  # pragma: no cover
 # -- writer ------------------------------------------------------------------------------
 
 _REC = struct.Struct("<IIII")
+#: pcapng: a little-endian section header (no options, section length unknown), an
+#: interface description's fixed part, an Enhanced Packet Block's fixed part
+_SHB_LE = struct.pack("<IIIHHqI", _SHB, 28, _BOM, 1, 0, -1, 28)
+_IDB_HEAD = struct.Struct("<IIHHI")
+_EPB_HEAD = struct.Struct("<7I")
+_U32 = struct.Struct("<I")
+_NEVER = (1 << 64) - 2       # pcapng timestamps are 64-bit: nothing to clamp
 
 
 def _header_difference(have: tuple[int, ...], want: tuple[int, ...]) -> str:
@@ -46,7 +53,9 @@ def _header_difference(have: tuple[int, ...], want: tuple[int, ...]) -> str:
 
 
 class PcapWriter:
-    """Write a classic little-endian pcap file.
+    """Write a classic little-endian pcap file -- or, ``pcapng=True``, a pcapng file: a
+    section header, one interface description (link type, snap length, ``if_tsresol``
+    for ns or us) and an Enhanced Packet Block per packet (no 2106 limit there).
 
     The global header is written at open.  Every :meth:`write` and :meth:`write_mbufs`
     hands complete records to the OS in one ``write`` call on an unbuffered file, so the
@@ -62,7 +71,8 @@ class PcapWriter:
     counted (``resumed_packets``, ``resumed_octets``) and a partial last record -- a writer
     killed mid-write -- is cut off (``repaired_bytes``).  No mode follows a symbolic link at
     ``path`` (in a shared directory a planted link could point anywhere).  Opening failures
-    raise :class:`PcapWriteError`.
+    raise :class:`PcapWriteError`; a pcapng file is not continued (``"a"`` on one that
+    has bytes raises it: the port then writes a new file beside it).
 
     Timestamps taken from the buffers (``pool.timestamp``) later than the format holds
     (32-bit seconds: 2106) are written as its last nanosecond and counted in
@@ -71,7 +81,8 @@ class PcapWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, linktype: int = LINKTYPE_ETHERNET,
-                 snaplen: int = 65535, nanosecond: bool = False, mode: str = "w") -> None:
+                 snaplen: int = 65535, nanosecond: bool = False, mode: str = "w",
+                 pcapng: bool = False) -> None:
         if not 0 <= linktype <= 0xFFFFFFFF:
             raise ValueError(f"link type {linktype} does not fit 32 bits")
         if not 0 < snaplen <= 0xFFFFFFFF:
@@ -82,6 +93,7 @@ class PcapWriter:
         self.linktype = linktype
         self.snaplen = snaplen
         self.nanosecond = nanosecond
+        self.pcapng = pcapng
         self.packets_written = 0
         self.timestamps_clamped = 0
         self.resumed_packets = self.resumed_octets = self.repaired_bytes = 0
@@ -90,8 +102,15 @@ class PcapWriter:
         self.compiled = _jit.AVAILABLE
         self._out = np.zeros(0, dtype=np.uint8)
         self._f = os.fdopen(self._open(mode), "wb", buffering=0)
-        header = struct.pack("<IHHiIII", _MAGIC_NS if nanosecond else _MAGIC_US, 2, 4, 0, 0,
-                             snaplen, linktype)
+        if pcapng:
+            tsresol = struct.pack("<HHB3x", 9, 1, 9 if nanosecond else 6)  # if_tsresol
+            opts = tsresol + bytes(4)                                    # + opt_endofopt
+            tl = 20 + len(opts)
+            header = _SHB_LE + _IDB_HEAD.pack(_IDB, tl, linktype, 0, snaplen) + opts + \
+                _U32.pack(tl)
+        else:
+            header = struct.pack("<IHHiIII", _MAGIC_NS if nanosecond else _MAGIC_US, 2, 4, 0,
+                                 0, snaplen, linktype)
         try:
             if mode != "a" or not self._resume(header):
                 self._write(header)
@@ -130,6 +149,9 @@ class PcapWriter:
         if not stat.S_ISREG(st.st_mode):
             return False                     # a pipe or device: nothing to continue
         size = st.st_size
+        if self.pcapng and size:
+            raise PcapWriteError(self.path, "cannot append: continuing a pcapng file is not "
+                                 "supported")
         if size < 24:                        # empty, or the header itself cut short
             os.ftruncate(fd, 0)
             self.repaired_bytes = size
@@ -204,8 +226,14 @@ class PcapWriter:
             mv = mv.cast("B")
         n = len(mv)
         c = min(n, self.snaplen)
-        sec, frac = self._split(time.time_ns() if timestamp_ns is None else timestamp_ns)
-        self._write(b"".join((_REC.pack(sec, frac, c, n), mv[:c])))
+        ts = time.time_ns() if timestamp_ns is None else timestamp_ns
+        if self.pcapng:
+            if not 0 <= ts <= _NEVER:
+                raise ValueError(f"timestamp {ts} ns does not fit 64 bits")
+            self._write(self._epb(ts, mv[:c], n))
+        else:
+            sec, frac = self._split(ts)
+            self._write(b"".join((_REC.pack(sec, frac, c, n), mv[:c])))
         self.packets_written += 1
 
     def write_mbufs(self, mbufs_or_slots: Sequence[Mbuf] | Sequence[int] | np.ndarray,
@@ -238,6 +266,15 @@ class PcapWriter:
                              f"(0..{pool.capacity - 1})")
         return self._write_slots(pool, slots, timestamps_ns)
 
+    def _epb(self, ts: int, data: memoryview, n: int) -> bytes:
+        """One Enhanced Packet Block (interface 0) holding ``data`` (``n`` bytes long)."""
+        c = len(data)
+        pad = -c & 3
+        units = ts // self._frac_div
+        tl = 32 + c + pad
+        return b"".join((_EPB_HEAD.pack(_EPB, tl, 0, units >> 32, units & 0xFFFFFFFF, c, n),
+                         data, bytes(pad), _U32.pack(tl)))
+
     def _timestamps(self, k: int, given: int | Sequence[int] | np.ndarray | None,
                     own: np.ndarray) -> np.ndarray:
         """``uint64`` timestamps for a batch of ``k`` (see :meth:`write_mbufs`)."""
@@ -246,13 +283,14 @@ class PcapWriter:
             unset = ts == _U64(NO_TIMESTAMP)      # no driver stamped it: now
             if unset.any():
                 ts[unset] = time.time_ns()
-            late = ts > _U64(_MAX_PCAP_NS)
+            late = ts > _U64(_NEVER if self.pcapng else _MAX_PCAP_NS)
             if late.any():           # read from a capture (or a driver) beyond 2106
                 ts[late] = _MAX_PCAP_NS
                 self.timestamps_clamped += int(late.sum())
             return ts
         if isinstance(given, (int, np.integer)):
-            self._split(int(given))
+            if not self.pcapng:
+                self._split(int(given))
             return np.full(k, int(given), dtype=np.uint64)
         arr = np.asarray(given)
         if arr.shape != (k,):
@@ -287,6 +325,14 @@ class PcapWriter:
         if timestamps_ns is None and self.compiled:
             return self._write_compiled(pool, slots)
         ts = self._timestamps(k, timestamps_ns, pool.timestamp[slots])
+        if self.pcapng:
+            lens = pool.data_len[slots].tolist()
+            start = (slots * pool.stride + pool.data_off[slots]).tolist()
+            pbuf, snap = pool._buf, self.snaplen
+            self._write(b"".join([self._epb(t, pbuf[a:a + min(n, snap)], n)
+                                  for t, a, n in zip(ts.tolist(), start, lens)]))
+            self.packets_written += k
+            return k
         lens = pool.data_len[slots].astype(np.int64)
         hdr, caps = self._headers(ts, lens)
         start = slots * pool.stride + pool.data_off[slots]
@@ -314,12 +360,20 @@ class PcapWriter:
         """:meth:`_write_slots` with the slots' own timestamps in one compiled pass into a
         buffer kept between bursts (sized for the longest burst so far)."""
         k = slots.size
-        need = k * (16 + min(pool.stride, self.snaplen))    # a frame fits in its row
+        need = k * (35 + min(pool.stride, self.snaplen))    # a frame fits in its row
         if self._out.size < need:
             self._out = np.empty(need, dtype=np.uint8)
+        if self.pcapng:
+            size = _jit.build_pcapng(pool.data, pool.data_off, pool.data_len, pool.timestamp,
+                                     slots, self.snaplen, self._frac_div, _U64(time.time_ns()),
+                                     self._out)
+            self._write(self._out[:size].data)
+            self.packets_written += k
+            return k
         size, clamped = _jit.build_pcap(pool.data, pool.data_off, pool.data_len,
                                             pool.timestamp, slots, self.snaplen,
-                                            self._frac_div, _U64(time.time_ns()), _U64(_MAX_PCAP_NS),
+                                            self._frac_div, _U64(time.time_ns()),
+                                            _U64(_MAX_PCAP_NS),
                                             self._out)
         self._write(self._out[:size].data)
         self.timestamps_clamped += clamped
@@ -332,6 +386,12 @@ class PcapWriter:
         k = len(mbufs)
         own = np.array([int(m.pool.timestamp[m.slot]) for m in mbufs], dtype=np.uint64)
         ts = self._timestamps(k, timestamps_ns, own)
+        if self.pcapng:
+            snap = self.snaplen
+            self._write(b"".join([self._epb(t, m.view()[:snap], len(m))
+                                  for t, m in zip(ts.tolist(), mbufs)]))
+            self.packets_written += k
+            return k
         lens = np.array([m.data_len for m in mbufs], dtype=np.int64)
         hdr, caps = self._headers(ts, lens)
         hb = hdr.data.cast("B")
@@ -368,4 +428,5 @@ class PcapWriter:
 
     def __repr__(self) -> str:
         return (f"PcapWriter({self.path!r}, linktype={self.linktype}, "
-                f"{'ns' if self.nanosecond else 'us'}, packets_written={self.packets_written})")
+                f"{'ns' if self.nanosecond else 'us'}{', pcapng' if self.pcapng else ''}, "
+                f"packets_written={self.packets_written})")

@@ -6,7 +6,8 @@ Device arguments:
 - ``rx_pcap=FILE`` (may repeat): packets to receive, files read one after another (with
   several queues, files are dealt to the queues round robin: a file is read by one core);
 - ``tx_pcap=FILE``: transmitted packets are written there (with several queues, queue ``i``
-  writes ``FILE`` with ``-q<i>`` before the extension);
+  writes ``FILE`` with ``-q<i>`` before the extension); pcapng when ``FILE`` ends in
+  ``.pcapng``, classic pcap otherwise; ``tx_pcapng=FILE``: the same, always pcapng;
 - ``rx_iface=IF`` / ``tx_iface=IF`` / ``iface=IF``: receive from / send to a live interface
   through a plain AF_PACKET socket (root needed; the fast ring-based driver is the
   ``af_packet`` one);
@@ -310,15 +311,16 @@ def _input_problem(path: Path) -> str | None:
     return None
 
 
-def _writer(cfg: "PortConfig", path: Path, generated: bool, resume: bool) -> PcapWriter:
+def _writer(cfg: "PortConfig", path: Path, generated: bool, resume: bool,
+            pcapng: bool) -> PcapWriter:
     """The tx file of a queue: new, or (a restarted worker) continued -- or, when it cannot
     be continued, a new file beside it, said in the log.  A name the config gives is
     opened in place (it may be a FIFO or a device), never through a link; a per-queue
     name nfkit made up is replaced whatever holds it."""
     if not resume:
-        return PcapWriter(path, mode="n" if generated else "w")
+        return PcapWriter(path, mode="n" if generated else "w", pcapng=pcapng)
     try:
-        w = PcapWriter(path, mode="a")
+        w = PcapWriter(path, mode="a", pcapng=pcapng)
     except PcapWriteError as exc:
         if exc.os_error is not None:
             raise
@@ -326,7 +328,7 @@ def _writer(cfg: "PortConfig", path: Path, generated: bool, resume: bool) -> Pca
             other = path.with_name(f"{path.stem}.{n}{path.suffix}")
             if not os.path.lexists(other):
                 log.warning("port %s: %s; writing %s instead", cfg.name, exc, other)
-                return PcapWriter(other, mode="x")
+                return PcapWriter(other, mode="x", pcapng=pcapng)
         raise
     log.info("port %s: %s continued after a restart (%d packets there%s)", cfg.name, path,
              w.resumed_packets, f", a cut-short last record of {w.repaired_bytes} bytes "
@@ -335,14 +337,17 @@ def _writer(cfg: "PortConfig", path: Path, generated: bool, resume: bool) -> Pca
 
 
 def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
-    known = {"rx_pcap", "tx_pcap", "rx_iface", "tx_iface", "iface", "infinite_rx", "loop"}
+    known = {"rx_pcap", "tx_pcap", "tx_pcapng", "rx_iface", "tx_iface", "iface", "infinite_rx",
+             "loop"}
     unknown = sorted({k for k, _ in args} - known)
     if unknown:
         raise PortError(f"port {cfg.name} ({cfg.device}): unknown argument(s) {unknown}; "
                         f"known: {', '.join(sorted(known))}")
     base = port.base_dir or Path(os.getcwd())
     rx = [base / v for k, v in args if k == "rx_pcap"]
-    txs = [base / v for k, v in args if k == "tx_pcap"]
+    txs = [base / v for k, v in args if k in ("tx_pcap", "tx_pcapng")]
+    pcapng = any(k == "tx_pcapng" or (k == "tx_pcap" and v.endswith(".pcapng"))
+                 for k, v in args)
     opts = dict(args)
     if len(txs) > 1:
         raise PortError(f"port {cfg.name} ({cfg.device}): tx_pcap given {len(txs)} times; "
@@ -373,7 +378,8 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
         for i, core in enumerate(cfg.cores):
             if not port.serves(core):   # another process opens this core's queue
                 continue
-            writer = _writer(cfg, _queue_file(txs[0], i, n), n > 1, port.resume) if txs else None
+            writer = (_writer(cfg, _queue_file(txs[0], i, n), n > 1, port.resume, pcapng)
+                      if txs else None)
             rx_sock = _raw_socket(cfg, rx_if, True) if rx_if and i == 0 else None
             if tx_if and tx_if == rx_if and rx_sock is not None:
                 tx_sock = rx_sock      # one socket: it does not receive what it sends
