@@ -232,3 +232,25 @@ def test_tx_pcapng_and_pcapng_suffix_write_pcapng(tmp_path: Path) -> None:
         with PcapReader(tmp_path / arg.split("=")[1]) as r:
             assert r.format == "pcapng"
             assert [f for _, f in r] == data
+
+
+def test_compiled_copies_check_their_bounds() -> None:
+    """The compiled passes copy with memcpy, so they check every bound first and refuse
+    (-1, nothing written) what would leave a row or the source -- the callers then take
+    the reference path -- instead of writing out of bounds."""
+    skips.need_numba()
+    from nfkit.pcap import _jit
+    pool = nfkit.Mempool(capacity=4, buf_size=64, headroom=0, name="bounds")
+    slots = pool.alloc_slots(2)
+    src = np.arange(200, dtype=np.uint8)
+    ts = np.zeros(2, dtype=np.uint64)
+    args = (pool.data, pool.data_len, pool.timestamp, slots, 0, src)
+    assert _jit.fill_slots(*args, np.array([0, 190]), np.array([10, 20]), ts) == -1  # source
+    assert _jit.fill_slots(*args, np.array([0, 10]), np.array([10, 65]), ts) == -1   # row
+    assert _jit.fill_slots(*args, np.array([0, 10]), np.array([10, 64]), ts) == 0
+    assert bytes(pool.data[slots[1], :64]) == bytes(range(10, 74))
+    out = np.zeros(100, dtype=np.uint8)
+    size, _ = _jit.build_pcap(pool.data, pool.data_off, pool.data_len, pool.timestamp, slots,
+                              65535, 1000, np.uint64(0), np.uint64(1 << 62), out)
+    assert size == -1                                  # 2 x 16 + 74 bytes > 100
+    pool.free_slots(slots)

@@ -21,6 +21,24 @@ from .._accel import AVAILABLE, numba
 __all__ = ["AVAILABLE", "scan_pcap", "fill_slots", "build_pcap", "build_pcapng"]
 
 if AVAILABLE:
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _copy(typingctx, dst, doff, src, soff, n):  # pragma: no cover
+        """``memcpy(dst + doff, src + soff, n)`` on C-contiguous ``uint8`` arrays (flat
+        byte offsets; the caller checked the bounds).  A numba slice assignment copies
+        byte by byte: measured 2-4x slower (60 and 1,500-byte frames)."""
+        sig = types.void(dst, doff, src, soff, n)
+
+        def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+            d = context.make_array(signature.args[0])(context, builder, args[0])
+            s = context.make_array(signature.args[2])(context, builder, args[2])
+            cgutils.raw_memcpy(builder, builder.gep(d.data, [args[1]]),
+                               builder.gep(s.data, [args[3]]), args[4], 1)
+            return context.get_dummy_value()
+        return sig, codegen
+
     @numba.njit(cache=True, nogil=True, inline="always")
     def _u32(buf, o, big):  # pragma: no cover
         if big:
@@ -34,6 +52,17 @@ if AVAILABLE:
         v = np.uint64(v)
         for b in range(4):
             out[o + b] = (v >> np.uint64(8 * b)) & np.uint64(0xFF)
+
+    @numba.njit(cache=True, nogil=True)
+    def _fits(data, data_off, data_len, slots, snaplen, per_record, out):  # pragma: no cover
+        """Every slot in range, its bytes inside its row, the records inside ``out``."""
+        need = 0
+        for i in range(slots.shape[0]):
+            s = slots[i]
+            if not 0 <= s < data.shape[0] or data_off[s] + data_len[s] > data.shape[1]:
+                return False
+            need += per_record + min(data_len[s], snaplen)
+        return need <= out.shape[0]
 
     @numba.njit(cache=True, nogil=True)
     def scan_pcap(buf, pos, end, n, big, frac_mul, limit, doff, cap, ts):  # pragma: no cover
@@ -58,13 +87,17 @@ if AVAILABLE:
                    ts):  # pragma: no cover
         """Frame ``i`` (``src[doff[i]:][:cap[i]]``) into row ``slots[i]`` at the headroom,
         its length and timestamp (never ``NO_TIMESTAMP``: that means "not stamped") into
-        the slot's columns."""
+        the slot's columns; returns -1 (nothing done) if a frame would not fit."""
         top = np.uint64(0xFFFFFFFFFFFFFFFE)
+        cap_, stride, size = data.shape[0], data.shape[1], src.shape[0]
+        for i in range(slots.shape[0]):
+            if not (0 <= slots[i] < cap_ and 0 <= cap[i] <= stride - headroom
+                    and 0 <= doff[i] <= size - cap[i]):
+                return -1
         for i in range(slots.shape[0]):
             s = slots[i]
-            o = doff[i]
             c = cap[i]
-            data[s, headroom:headroom + c] = src[o:o + c]   # a memcpy: 4x a byte loop
+            _copy(data, np.int64(s) * stride + headroom, src, doff[i], c)
             data_len[s] = c
             timestamp[s] = ts[i] if ts[i] < top else top
         return 0
@@ -78,6 +111,8 @@ if AVAILABLE:
         p = 0
         clamped = 0
         unset = np.uint64(0xFFFFFFFFFFFFFFFF)
+        if not _fits(data, data_off, data_len, slots, snaplen, 16, out):
+            return -1, 0
         for i in range(slots.shape[0]):
             s = slots[i]
             n = data_len[s]
@@ -94,8 +129,7 @@ if AVAILABLE:
             _put32(out, p + 4, frac)
             _put32(out, p + 8, np.uint64(c))
             _put32(out, p + 12, np.uint64(n))
-            o = data_off[s]
-            out[p + 16:p + 16 + c] = data[s, o:o + c]
+            _copy(out, p + 16, data, np.int64(s) * data.shape[1] + data_off[s], c)
             p += 16 + c
         return p, clamped
 
@@ -107,6 +141,8 @@ if AVAILABLE:
         returns the bytes written."""
         p = 0
         unset = np.uint64(0xFFFFFFFFFFFFFFFF)
+        if not _fits(data, data_off, data_len, slots, snaplen, 35, out):
+            return -1
         for i in range(slots.shape[0]):
             s = slots[i]
             n = data_len[s]
@@ -124,8 +160,7 @@ if AVAILABLE:
             _put32(out, p + 16, units & np.uint64(0xFFFFFFFF))
             _put32(out, p + 20, np.uint64(c))
             _put32(out, p + 24, np.uint64(n))
-            o = data_off[s]
-            out[p + 28:p + 28 + c] = data[s, o:o + c]
+            _copy(out, p + 28, data, np.int64(s) * data.shape[1] + data_off[s], c)
             for j in range(pad):
                 out[p + 28 + c + j] = 0
             _put32(out, p + tl - 4, np.uint64(tl))

@@ -452,9 +452,8 @@ class PcapReader(PcapngBlocks):
         if not k:
             return np.zeros(0, dtype=np.int32)
         slots = pool.alloc_slots(k)
-        if self.compiled:
-            _jit.fill_slots(pool.data, pool.data_len, pool.timestamp, slots, pool.headroom,
-                                self._u8, doff, cap, ts)
+        if self.compiled and _jit.fill_slots(pool.data, pool.data_len, pool.timestamp, slots,
+                                             pool.headroom, self._u8, doff, cap, ts) == 0:
             return slots
         pool.data_len[slots] = cap
         pool.timestamp[slots] = np.minimum(ts, _U64(NO_TIMESTAMP - 1))  # never "not stamped"

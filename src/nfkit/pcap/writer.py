@@ -318,11 +318,12 @@ class PcapWriter:
         return hdr, caps
 
     def _write_slots(self, pool: Mempool, slots: np.ndarray,
-                     timestamps_ns: int | Sequence[int] | np.ndarray | None) -> int:
+                     timestamps_ns: int | Sequence[int] | np.ndarray | None,
+                     reference: bool = False) -> int:
         k = slots.size
         if not k:
             return 0
-        if timestamps_ns is None and self.compiled:
+        if timestamps_ns is None and self.compiled and not reference:
             return self._write_compiled(pool, slots)
         ts = self._timestamps(k, timestamps_ns, pool.timestamp[slots])
         if self.pcapng:
@@ -367,6 +368,8 @@ class PcapWriter:
             size = _jit.build_pcapng(pool.data, pool.data_off, pool.data_len, pool.timestamp,
                                      slots, self.snaplen, self._frac_div, _U64(time.time_ns()),
                                      self._out)
+            if size < 0:                                    # a slot out of its row
+                return self._write_slots(pool, slots, None, reference=True)
             self._write(self._out[:size].data)
             self.packets_written += k
             return k
@@ -375,6 +378,8 @@ class PcapWriter:
                                             self._frac_div, _U64(time.time_ns()),
                                             _U64(_MAX_PCAP_NS),
                                             self._out)
+        if size < 0:
+            return self._write_slots(pool, slots, None, reference=True)
         self._write(self._out[:size].data)
         self.timestamps_clamped += clamped
         self.packets_written += k
