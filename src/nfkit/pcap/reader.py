@@ -57,6 +57,7 @@ class PcapReader(PcapngBlocks):
         #: compiled passes (numba) for the records and the copy; False: the numpy/Python
         #: reference (the same results: tests/test_capture_fast.py compares them)
         self.compiled = _jit.AVAILABLE
+        self._cols = (_EMPTY_I64, _EMPTY_I64, _EMPTY_U64)
         self.packets_read = 0
         self.skipped_oversize = 0
         self.skipped_corrupt = 0
@@ -387,9 +388,10 @@ class PcapReader(PcapngBlocks):
         """:meth:`_scan_pcap` + :meth:`_decode_pcap` in one compiled pass over the clean
         records; the first other one (damage, oversize, the end of the buffer) is left to
         the reference walk, so every such case behaves as it does there."""
-        doff = np.empty(n, dtype=np.int64)
-        cap = np.empty(n, dtype=np.int64)
-        ts = np.empty(n, dtype=np.uint64)
+        if self._cols[0].size < n:        # kept between bursts: read before the next one
+            self._cols = (np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64),
+                          np.empty(n, dtype=np.uint64))
+        doff, cap, ts = (c[:n] for c in self._cols)
         k, self._pos = _jit.scan_pcap(self._u8, self._pos, self._size, n, self._bo == ">",
                                           int(self._frac_mul), min(limit, self._maxcap),
                                           doff, cap, ts)

@@ -101,6 +101,8 @@ class PcapWriter:
         #: compiled record building (numba); False: the numpy/Python reference
         self.compiled = _jit.AVAILABLE
         self._out = np.zeros(0, dtype=np.uint8)
+        self._at: int | None = None          # the file offset after the last write
+        self._seekable = True
         self._f = os.fdopen(self._open(mode), "wb", buffering=0)
         if pcapng:
             tsresol = struct.pack("<HHB3x", 9, 1, 9 if nanosecond else 6)  # if_tsresol
@@ -189,24 +191,31 @@ class PcapWriter:
         if f.closed:
             raise ValueError(f"{self.path}: write to a closed PcapWriter")
         mv = memoryview(data).cast("B")
-        try:
-            at = f.tell()
-        except OSError:                      # a pipe or device: nothing to cut back
-            at = None
+        total = len(mv)
+        at = self._at                        # kept: a tell() per burst is a system call
+        if at is None and self._seekable:
+            try:
+                at = f.tell()
+            except OSError:                  # a pipe or device: nothing to cut back
+                self._seekable = False
         try:
             done = f.write(mv)
             while done is not None and done < len(mv):
                 mv = mv[done:]
                 done = f.write(mv)
         except OSError as e:
+            self._at = None
             if at is not None:
                 try:
                     os.ftruncate(f.fileno(), at)
                     f.seek(at)
+                    self._at = at
                 except OSError:
                     pass
             full = " (the disk is full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
             raise PcapWriteError(self.path, f"write failed: {e.strerror or e}{full}", e) from e
+        if at is not None:
+            self._at = at + total
 
     def _split(self, ts: int) -> tuple[int, int]:
         if ts < 0:
@@ -261,6 +270,8 @@ class PcapWriter:
             return 0
         if pool is None:
             raise ValueError("write_mbufs: slots need the pool they belong to (pool=)")
+        if timestamps_ns is None and self.compiled and self._write_compiled(pool, slots) >= 0:
+            return slots.size                # the compiled pass checked the slots itself
         if slots.min() < 0 or slots.max() >= pool.capacity:
             raise IndexError(f"write_mbufs: slot out of range for {pool.name} "
                              f"(0..{pool.capacity - 1})")
@@ -318,13 +329,12 @@ class PcapWriter:
         return hdr, caps
 
     def _write_slots(self, pool: Mempool, slots: np.ndarray,
-                     timestamps_ns: int | Sequence[int] | np.ndarray | None,
-                     reference: bool = False) -> int:
+                     timestamps_ns: int | Sequence[int] | np.ndarray | None) -> int:
         k = slots.size
         if not k:
             return 0
-        if timestamps_ns is None and self.compiled and not reference:
-            return self._write_compiled(pool, slots)
+        if timestamps_ns is None and self.compiled and self._write_compiled(pool, slots) >= 0:
+            return k
         ts = self._timestamps(k, timestamps_ns, pool.timestamp[slots])
         if self.pcapng:
             lens = pool.data_len[slots].tolist()
@@ -359,7 +369,9 @@ class PcapWriter:
 
     def _write_compiled(self, pool: Mempool, slots: np.ndarray) -> int:
         """:meth:`_write_slots` with the slots' own timestamps in one compiled pass into a
-        buffer kept between bursts (sized for the longest burst so far)."""
+        buffer kept between bursts (sized for the longest burst so far); -1 (nothing
+        written) when a slot is out of range or its bytes out of its row: the reference
+        path then says so or writes what it can."""
         k = slots.size
         need = k * (35 + min(pool.stride, self.snaplen))    # a frame fits in its row
         if self._out.size < need:
@@ -368,8 +380,8 @@ class PcapWriter:
             size = _jit.build_pcapng(pool.data, pool.data_off, pool.data_len, pool.timestamp,
                                      slots, self.snaplen, self._frac_div, _U64(time.time_ns()),
                                      self._out)
-            if size < 0:                                    # a slot out of its row
-                return self._write_slots(pool, slots, None, reference=True)
+            if size < 0:                        # a slot out of range or of its row
+                return -1
             self._write(self._out[:size].data)
             self.packets_written += k
             return k
@@ -379,7 +391,7 @@ class PcapWriter:
                                             _U64(_MAX_PCAP_NS),
                                             self._out)
         if size < 0:
-            return self._write_slots(pool, slots, None, reference=True)
+            return -1
         self._write(self._out[:size].data)
         self.timestamps_clamped += clamped
         self.packets_written += k
