@@ -98,6 +98,44 @@ def run_tcpdump(rx: Path, tx: Path) -> float:
     return time.perf_counter() - t0
 
 
+def breakdown(rx: Path, tx: Path, batch: int, n: int) -> dict[str, float]:
+    """Nanoseconds per packet of each part of the l2fwd run, timed alone over the whole
+    file at ``batch``: read (read(), record walk, copy into the slots -- one
+    ``read_into`` per burst), the kernel, write (record building and the ``write``), and
+    freeing the buffers.  The runtime's own share is the full run minus these."""
+    from nfkit import Mempool
+    from nfkit.pcap import PcapReader, PcapWriter
+    if not _APP:
+        _APP.append(load_app(ROOT / "examples" / "l2fwd" / "l2fwd.py"))
+    kern = _APP[0].__globals__["swap_kernel"]
+    pool = Mempool(capacity=max(4 * batch, 4096), name="breakdown")
+    pool.data.fill(0)      # touched once, as a running pool's buffers are (no page faults)
+    bursts = []
+    t0 = time.perf_counter()
+    with PcapReader(rx) as r:
+        while not r.at_end:
+            bursts.append(r.read_into(pool, batch))
+            if pool.available < batch:
+                break                    # the pool holds only so many: time what fits
+    t_read = time.perf_counter() - t0
+    k = sum(b.size for b in bursts)
+    t0 = time.perf_counter()
+    for b in bursts:
+        kern.run(pool, b)
+    t_kern = time.perf_counter() - t0
+    with PcapWriter(tx) as w:
+        t0 = time.perf_counter()
+        for b in bursts:
+            w.write_mbufs(b, pool)
+        t_write = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for b in bursts:
+        pool.free_slots(b)
+    t_free = time.perf_counter() - t0
+    return {"read + walk + copy": t_read / k * 1e9, "kernel": t_kern / k * 1e9,
+            "build + write": t_write / k * 1e9, "free": t_free / k * 1e9}
+
+
 def check_swapped(rec: np.ndarray, out: Path, what: str) -> None:
     got = np.fromfile(out, dtype=np.uint8)
     want = rec.copy()
@@ -128,6 +166,7 @@ def main() -> None:
             run_tcpdump(rx, ttx)
             if ttx.read_bytes() != rx.read_bytes():
                 raise SystemExit("output check failed: tcpdump -r -w changed the file")
+        parts = {b: [breakdown(rx, ttx, b, n) for _ in range(2)][-1] for b in batches}
         times: dict[str, list[float]] = {}
         for _ in range(args.repeat):
             for b in batches:
@@ -142,6 +181,12 @@ def main() -> None:
         ratio = f"{ref / t:.2f}x" if ref else "-"
         spread = ", ".join(f"{n / x / 1e6:.2f}" for x in times[k])
         rows.append(f"| {k} | {n / t / 1e6:.2f} | {size / t / 1e9:.2f} | {ratio} | {spread} |")
+    split = []
+    for b in batches:
+        total = med[f"nfkit l2fwd, burst {b}"] / n * 1e9
+        p = parts[b]
+        cells = " | ".join(f"{v:.0f}" for v in p.values())
+        split.append(f"| {b} | {cells} | {total - sum(p.values()):.0f} | {total:.0f} |")
     text = f"""## Capture files (pcap -> pcap)
 
 `python bench/pcap.py --out FILE --packets {n} --repeat {args.repeat} --batch {args.batch}` on
@@ -156,7 +201,13 @@ frame's MACs swapped, byte for byte (record headers included), tcpdump's equals 
 | what | Mpps | GB/s (file) | vs tcpdump | all runs (Mpps) |
 |---|---:|---:|---:|---|
 """ + "\n".join(rows) + \
-        "\n\nTarget of issue #13: nfkit l2fwd pcap -> pcap >= 1.5x tcpdump's copy.\n"
+        "\n\nTarget of issue #13: nfkit l2fwd pcap -> pcap >= 1.5x tcpdump's copy.\n" + """
+Where the time goes (ns per packet; each part timed alone over up to a pool's worth of
+bursts, "runtime" = the full run's median minus the parts: the poll loop, the pipeline,
+the port counters):
+
+| burst | """ + " | ".join(next(iter(parts.values()))) + """ | runtime | total |
+|---:|""" + "---:|" * (len(next(iter(parts.values()))) + 2) + "\n" + "\n".join(split) + "\n"
     out = Path(args.out)
     old = out.read_text() if out.exists() else ""
     if "## Capture files" in old:

@@ -254,3 +254,96 @@ def test_compiled_copies_check_their_bounds() -> None:
                               65535, 1000, np.uint64(0), np.uint64(1 << 62), out)
     assert size == -1                                  # 2 x 16 + 74 bytes > 100
     pool.free_slots(slots)
+
+
+def _eth_frames(n: int) -> list[bytes]:
+    """Ethernet/IPv4 and Ethernet/IPv6 frames (zero MACs, as a conversion makes them)."""
+    out = []
+    for i in range(n):
+        if i % 2:
+            ip = bytes([0x60, 0, 0, 0, 0, 8, 17, 64]) + bytes(32) + bytes(8)
+            out.append(bytes(12) + b"\x86\xdd" + ip)
+        else:
+            ip = bytes([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]) + bytes(8) + bytes(8)
+            out.append(bytes(12) + b"\x08\x00" + ip[:2] + i.to_bytes(2, "big") + ip[4:])
+    return out
+
+
+def _as_link(linktype: int, frame: bytes) -> bytes:
+    """``frame``'s IP packet behind the link header of ``linktype``."""
+    import struct
+    ip, proto = frame[14:], frame[12:14]
+    v6 = proto == b"\x86\xdd"
+    if linktype in (101, 228, 229):
+        return ip
+    if linktype == 113:
+        return struct.pack(">HHH8s", 0, 1, 6, b"\x02\x00\x00\x00\x00\x01") + proto + ip
+    if linktype == 276:
+        return proto + bytes(2) + struct.pack(">IHBB8s", 3, 1, 0, 6, bytes(8)) + ip
+    if linktype == 0:
+        return struct.pack("<I", 30 if v6 else 2) + ip
+    if linktype == 108:
+        return struct.pack(">I", 30 if v6 else 2) + ip
+    raise AssertionError(linktype)
+
+
+def _run_port(tmp_path: Path, args: str) -> "nfkit.runtime.RunResult":
+    rt = Runtime.build(cfg(f"""
+        app_name = "conv"
+        master_core = 0
+        stop_when_drained = true
+        [[ports]]
+        name = "eth1"
+        device = "net_pcap0"
+        args = "{args}"
+        cores = [0]
+        """, tmp_path))
+    rt.add_pipeline_to_port("eth1", lambda q: nfkit.Poll(q).send(q))
+    res = rt.execute()
+    res.counters = rt.ports["eth1"].counters()          # type: ignore[attr-defined]
+    return res
+
+
+@pytest.mark.parametrize("linktype", [101, 228, 229, 113, 276, 0, 108])
+def test_linktype_ethernet_converts_other_link_layers(tmp_path: Path, linktype: int) -> None:
+    """``linktype=ethernet``: raw IP, SLL, SLL2, NULL and LOOP captures reach the pipeline
+    as Ethernet frames (zero addresses, the EtherType the link header names); tx_pcap
+    writes them as Ethernet (link type 1).  Without it the port refuses the file, naming
+    its link type and the way to convert."""
+    want = _eth_frames(10)
+    if linktype == 228:
+        want = want[0::2]
+    elif linktype == 229:
+        want = want[1::2]
+    with PcapWriter(tmp_path / "in.pcap", linktype=linktype) as w:
+        for i, f in enumerate(want):
+            w.write(_as_link(linktype, f), 1_000_000_000 * (i + 1))
+    with pytest.raises(nfkit.NfkitError, match=rf"link type {linktype} .*linktype=ethernet"):
+        _run_port(tmp_path, "rx_pcap=in.pcap,tx_pcap=out.pcap")
+    res = _run_port(tmp_path, "rx_pcap=in.pcap,tx_pcap=out.pcap,linktype=ethernet")
+    assert res.reason == "drained"
+    with PcapReader(tmp_path / "out.pcap") as r:
+        assert r.linktype == 1
+        got = list(r)
+    assert [f for _, f in got] == want
+    assert [t for t, _ in got] == [1_000_000_000 * (i + 1) for i in range(len(want))]
+
+
+def test_linktype_ethernet_drops_what_it_cannot_convert(tmp_path: Path) -> None:
+    """An SLL frame whose protocol field is no EtherType is dropped and counted (the
+    others go through); a link type nfkit does not decode is refused by name."""
+    frames_ = _eth_frames(4)
+    bad = bytearray(_as_link(113, frames_[1]))
+    bad[14:16] = b"\x00\x04"                       # 802.2, not an EtherType
+    with PcapWriter(tmp_path / "in.pcap", linktype=113) as w:
+        for i, f in enumerate(frames_):
+            w.write(bytes(bad) if i == 1 else _as_link(113, f), 1_000_000_000)
+    res = _run_port(tmp_path, "rx_pcap=in.pcap,tx_pcap=out.pcap,linktype=ethernet")
+    c = res.counters                                      # type: ignore[attr-defined]
+    assert (c.rx_packets, c.tx_packets, c.rx_dropped) == (3, 3, 1)
+    with PcapReader(tmp_path / "out.pcap") as r:
+        assert [f for _, f in r] == [frames_[0], frames_[2], frames_[3]]
+    with PcapWriter(tmp_path / "wifi.pcap", linktype=105) as w:
+        w.write(b"\x00" * 30, 1)
+    with pytest.raises(nfkit.NfkitError, match=r"link type 105 \(IEEE802_11\)"):
+        _run_port(tmp_path, "rx_pcap=wifi.pcap,tx_pcap=out.pcap,linktype=ethernet")

@@ -12,7 +12,13 @@ Device arguments:
   through a plain AF_PACKET socket (root needed; the fast ring-based driver is the
   ``af_packet`` one);
 - ``infinite_rx=1`` (DPDK's name): replay the rx files forever; ``loop=N`` (nfkit's): play
-  them ``N`` times -- for load generation.
+  them ``N`` times -- for load generation;
+- ``linktype=ethernet``: rx files of raw IP (101, 228, 229, 12, 14), Linux SLL / SLL2
+  (``tcpdump -i any``) or BSD NULL / LOOP are received as Ethernet frames: the link header
+  is replaced by an Ethernet header with zero addresses and the EtherType it names
+  (:func:`nfkit.linktype.to_ethernet`, per packet: not the fast path); a frame it cannot
+  convert is dropped, counted in ``rx_dropped`` and logged once.  Without it such a file
+  is refused when the port opens, with the way to convert it in the error.
 
 Relative file names are taken from the directory of the config file (DPDK takes them from
 the working directory; a config that worked there still works when run from its folder).
@@ -46,7 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..buffers import Mbuf, Mempool
-from ..linktype import ETHERNET, describe
+from ..linktype import DECODED, ETHERNET, LinkTypeError, describe, to_ethernet
 from ..pcap import PcapError, PcapFormatError, PcapReader, PcapWriteError, PcapWriter
 from .base import Port, PortError, PortQueue, not_applicable, register_driver
 
@@ -72,9 +78,12 @@ class PcapQueue(PortQueue):
 
     def __init__(self, port: Port, core: int, index: int, rx_files: list[Path], loops: int,
                  writer: PcapWriter | None, tx_sock: socket.socket | None,
-                 rx_sock: socket.socket | None) -> None:
+                 rx_sock: socket.socket | None, linktypes: dict[Path, int] | None = None) -> None:
         super().__init__(port, core, index)
         self.rx_files = rx_files
+        #: the link type of each rx file that is not Ethernet (converted: linktype=ethernet)
+        self.linktypes = linktypes or {}
+        self._convert_failed = 0
         self.loops = loops                  # 0: forever
         self.writer = writer
         self.tx_sock = tx_sock
@@ -110,7 +119,7 @@ class PcapQueue(PortQueue):
             path = self.rx_files[self._file_index]
             self._file_index += 1
             try:
-                self._reader = PcapReader(path, linktype=ETHERNET)
+                self._reader = PcapReader(path, linktype=self.linktypes.get(path, ETHERNET))
                 return True
             except PcapFormatError as exc:     # it was fine when the port opened
                 log.error("port %s: %s", self.port.name, exc)
@@ -175,6 +184,8 @@ class PcapQueue(PortQueue):
             if not self.pool.available:
                 break                           # nothing lost: the file waits for buffers
             slots = r.read_into(self.pool, max_packets - n)
+            if r.linktype != ETHERNET and slots.size:
+                slots = self._to_ethernet(slots, r.linktype)
             parts.append(slots)
             n += slots.size
             if r.at_end:
@@ -182,6 +193,27 @@ class PcapQueue(PortQueue):
         if len(parts) == 1:
             return parts[0]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def _to_ethernet(self, slots: np.ndarray, linktype: int) -> np.ndarray:
+        """``linktype=ethernet``: each frame's link header replaced by an Ethernet header;
+        those that cannot be converted dropped (counted, the first logged)."""
+        pool = self.pool
+        keep, bad = [], []
+        for s in slots.tolist():
+            try:
+                to_ethernet(Mbuf(pool, s), linktype)
+                keep.append(s)
+            except LinkTypeError as exc:
+                bad.append(s)
+                if not self._convert_failed:
+                    log.warning("port %s: a frame of link type %s cannot be received as "
+                                "Ethernet (%s): such frames are dropped (rx_dropped)",
+                                self.port.name, describe(linktype), exc)
+                self._convert_failed += 1
+        if bad:
+            pool.free_slots(np.array(bad, dtype=np.int64))
+            self.counters.rx_dropped += len(bad)
+        return np.array(keep, dtype=np.int64)
 
     def _rx_socket(self, max_packets: int) -> list[Mbuf]:
         sock = self.rx_sock
@@ -290,25 +322,34 @@ def _queue_file(path: Path, index: int, n: int) -> Path:
     return path if n == 1 else path.with_name(f"{path.stem}-q{index}{path.suffix}")
 
 
-def _input_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be replayed (None: it can): checked when the port opens, so that
-    a run never "drains" an input it could not read."""
+def _input_problem(path: Path, convert: bool) -> tuple[str | None, int]:
+    """Why ``path`` cannot be replayed (None: it can), and its link type: checked when the
+    port opens, so that a run never "drains" an input it could not read.  ``convert``:
+    ``linktype=ethernet`` was given (link types :mod:`nfkit.linktype` decodes are read)."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        return " does not exist"
+        return " does not exist", ETHERNET
     except OSError as exc:
-        return f": cannot be examined: {exc.strerror or exc}"
+        return f": cannot be examined: {exc.strerror or exc}", ETHERNET
     for test, kind in _KINDS:
         if test(mode):
             return (" is a directory" if kind == "directory" else
                     f" is a {kind}, not a capture file (net_pcap replays files; "
-                    "`nfkit dump` reads streams)")
+                    "`nfkit dump` reads streams)"), ETHERNET
     try:
-        PcapReader(path, linktype=ETHERNET).close()
+        with PcapReader(path) as r:
+            lt = ETHERNET if r.linktype is None else r.linktype
     except PcapFormatError as exc:
-        return f": {exc.reason}"
-    return None
+        return f": {exc.reason}", ETHERNET
+    if lt == ETHERNET or (convert and lt in DECODED):
+        return None, lt
+    if convert:
+        return (f": link type {describe(lt)}: linktype=ethernet converts raw IP, LINUX_SLL, "
+                "LINUX_SLL2, NULL and LOOP, not this one"), lt
+    return (f": link type {describe(lt)}: only link type {describe(ETHERNET)} is read here"
+            + (" (add linktype=ethernet to the port's args to receive its packets as "
+               "Ethernet frames)" if lt in DECODED else "")), lt
 
 
 def _writer(cfg: "PortConfig", path: Path, generated: bool, resume: bool,
@@ -338,7 +379,7 @@ def _writer(cfg: "PortConfig", path: Path, generated: bool, resume: bool,
 
 def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
     known = {"rx_pcap", "tx_pcap", "tx_pcapng", "rx_iface", "tx_iface", "iface", "infinite_rx",
-             "loop"}
+             "loop", "linktype"}
     unknown = sorted({k for k, _ in args} - known)
     if unknown:
         raise PortError(f"port {cfg.name} ({cfg.device}): unknown argument(s) {unknown}; "
@@ -352,10 +393,17 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
     if len(txs) > 1:
         raise PortError(f"port {cfg.name} ({cfg.device}): tx_pcap given {len(txs)} times; "
                         "give it once (queues write one file each)")
+    convert = opts.get("linktype", "").lower()
+    if convert not in ("", "ethernet"):
+        raise PortError(f"port {cfg.name} ({cfg.device}): linktype={opts['linktype']}: the "
+                        "port carries Ethernet frames; linktype=ethernet converts to them")
+    linktypes: dict[Path, int] = {}
     for f in rx:
-        problem = _input_problem(f)
+        problem, lt = _input_problem(f, bool(convert))
         if problem is not None:
             raise PortError(f"port {cfg.name} ({cfg.device}): rx_pcap file {f}{problem}")
+        if lt != ETHERNET:
+            linktypes[f] = lt
     loops = 1
     if opts.get("infinite_rx") in ("1", "true", "yes"):
         loops = 0
@@ -386,7 +434,7 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
             else:
                 tx_sock = _raw_socket(cfg, tx_if, False) if tx_if else None
             port.queues[core] = PcapQueue(port, core, i, rx[i::n] if rx else [], loops, writer,
-                                          tx_sock, rx_sock)
+                                          tx_sock, rx_sock, linktypes)
     except (OSError, PcapError) as exc:
         for q in port.queues.values():
             q.close()
