@@ -154,6 +154,7 @@ def main() -> None:
     ap.add_argument("--dir", help="directory for the files (default: a temporary one)")
     args = ap.parse_args()
     n = args.packets
+    load = os.getloadavg()[0]          # this machine is shared: say how busy it was
     batches = [int(b) for b in args.batch.split(",")]
     have_tcpdump = shutil.which("tcpdump") is not None
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
@@ -191,7 +192,7 @@ def main() -> None:
 
 `python bench/pcap.py --out FILE --packets {n} --repeat {args.repeat} --batch {args.batch}` on
 {_machine.cpu_model()}, {os.cpu_count()} CPUs (shared), Linux {platform.release()}, Python
-{platform.python_version()}.  {n:,} 64-byte frames ({size / 1e6:.0f} MB, page cache warm):
+{platform.python_version()}, load average {load:.1f} at the start.  {n:,} 64-byte frames ({size / 1e6:.0f} MB, page cache warm):
 examples/l2fwd (JIT kernel) on `net_pcap0` with `rx_pcap`/`tx_pcap` and
 `stop_when_drained`, timed over `Runtime.execute()` (startup and the kernel's compile
 excluded), against `tcpdump -r IN -w OUT` (whole process) in the same run, alternating;
