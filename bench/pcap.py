@@ -98,42 +98,37 @@ def run_tcpdump(rx: Path, tx: Path) -> float:
     return time.perf_counter() - t0
 
 
-def breakdown(rx: Path, tx: Path, batch: int, n: int) -> dict[str, float]:
-    """Nanoseconds per packet of each part of the l2fwd run, timed alone over the whole
-    file at ``batch``: read (read(), record walk, copy into the slots -- one
-    ``read_into`` per burst), the kernel, write (record building and the ``write``), and
-    freeing the buffers.  The runtime's own share is the full run minus these."""
+def breakdown(rx: Path, tx: Path, batch: int) -> dict[str, float]:
+    """Nanoseconds per packet of each part of the l2fwd run, the file read burst by burst
+    as the port does (the buffers come back to the pool after each, so they stay in cache)
+    with a clock around each part: read (read(), record walk, copy into the slots -- one
+    ``read_into``), the kernel, write (record building and the ``write``), freeing the
+    buffers.  The runtime's own share is the full run minus these."""
     from nfkit import Mempool
     from nfkit.pcap import PcapReader, PcapWriter
     if not _APP:
         _APP.append(load_app(ROOT / "examples" / "l2fwd" / "l2fwd.py"))
     kern = _APP[0].__globals__["swap_kernel"]
     pool = Mempool(capacity=max(4 * batch, 4096), name="breakdown")
-    pool.data.fill(0)      # touched once, as a running pool's buffers are (no page faults)
-    bursts = []
-    t0 = time.perf_counter()
-    with PcapReader(rx) as r:
+    spent = [0.0] * 4
+    k = 0
+    clock = time.perf_counter
+    with PcapReader(rx) as r, PcapWriter(tx) as w:
         while not r.at_end:
-            bursts.append(r.read_into(pool, batch))
-            if pool.available < batch:
-                break                    # the pool holds only so many: time what fits
-    t_read = time.perf_counter() - t0
-    k = sum(b.size for b in bursts)
-    t0 = time.perf_counter()
-    for b in bursts:
-        kern.run(pool, b)
-    t_kern = time.perf_counter() - t0
-    with PcapWriter(tx) as w:
-        t0 = time.perf_counter()
-        for b in bursts:
+            t0 = clock()
+            b = r.read_into(pool, batch)
+            t1 = clock()
+            kern.run(pool, b)
+            t2 = clock()
             w.write_mbufs(b, pool)
-        t_write = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for b in bursts:
-        pool.free_slots(b)
-    t_free = time.perf_counter() - t0
-    return {"read + walk + copy": t_read / k * 1e9, "kernel": t_kern / k * 1e9,
-            "build + write": t_write / k * 1e9, "free": t_free / k * 1e9}
+            t3 = clock()
+            pool.free_slots(b)
+            t4 = clock()
+            for i, (x, y) in enumerate(((t0, t1), (t1, t2), (t2, t3), (t3, t4))):
+                spent[i] += y - x
+            k += b.size
+    names = ("read + walk + copy", "kernel", "build + write", "free")
+    return {name: t / k * 1e9 for name, t in zip(names, spent)}
 
 
 def check_swapped(rec: np.ndarray, out: Path, what: str) -> None:
@@ -167,7 +162,7 @@ def main() -> None:
             run_tcpdump(rx, ttx)
             if ttx.read_bytes() != rx.read_bytes():
                 raise SystemExit("output check failed: tcpdump -r -w changed the file")
-        parts = {b: [breakdown(rx, ttx, b, n) for _ in range(2)][-1] for b in batches}
+        parts = {b: [breakdown(rx, ttx, b) for _ in range(2)][-1] for b in batches}
         times: dict[str, list[float]] = {}
         for _ in range(args.repeat):
             for b in batches:
@@ -203,9 +198,9 @@ frame's MACs swapped, byte for byte (record headers included), tcpdump's equals 
 |---|---:|---:|---:|---|
 """ + "\n".join(rows) + \
         "\n\nTarget of issue #13: nfkit l2fwd pcap -> pcap >= 1.5x tcpdump's copy.\n" + """
-Where the time goes (ns per packet; each part timed alone over up to a pool's worth of
-bursts, "runtime" = the full run's median minus the parts: the poll loop, the pipeline,
-the port counters):
+Where the time goes (ns per packet; the file read burst by burst with a clock around
+each part, untimed warm-up first; "runtime" = the full run's median minus the parts: the
+poll loop, the pipeline, the port counters):
 
 | burst | """ + " | ".join(next(iter(parts.values()))) + """ | runtime | total |
 |---:|""" + "---:|" * (len(next(iter(parts.values()))) + 2) + "\n" + "\n".join(split) + "\n"
