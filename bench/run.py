@@ -181,6 +181,7 @@ EXTRA_SCRIPTS = (          # script, what it needs, time limit (s)
     ("af_packet.py", "root and veth pairs", 600),
     ("dpdk.py", "DPDK 22.11 (apt: dpdk libdpdk-dev) and cffi", 600),
     ("multicore.py", "two CPUs", 600),
+    ("pcap.py", "numba for the JIT kernel, tcpdump for the peer row", 900),
 )
 
 
