@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 from ..buffers import Mbuf
 from ..linktype import ETHERNET, describe
 from ..pcap import PcapError, PcapFormatError, PcapReader, PcapWriteError, PcapWriter
-from .base import Port, PortError, PortQueue, not_applicable, register_driver
+from .port import Driver, Port, PortError, PortQueue, not_applicable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import PortConfig
@@ -359,4 +359,4 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
         raise PortError(f"port {cfg.name} ({cfg.device}): {exc}") from None
 
 
-register_driver(r"net_pcap\d+", "pcap", _open)
+DRIVER = Driver("pcap", r"net_pcap\d+", _open)

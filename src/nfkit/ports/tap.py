@@ -21,16 +21,7 @@ A write the kernel refuses with ``EAGAIN`` ends the burst: the rest is freed and
 ``tx_dropped`` (other errors also count in ``tx_errors``).  Frames that fill a whole
 buffer may have been cut by the kernel: they are dropped and counted in ``rx_dropped``.
 
-KNI.  capsule gives a port with ``kni = true`` a Kernel NIC Interface named after the port,
-with the port's MAC address; nfkit gives it a TAP interface (same name, same MAC, brought
-up; add an address yourself, as with capsule).  ``queue.kni()`` is the handle that sends
-packets to the kernel (a pipeline sink, from any core); the packets the kernel sends are
-polled by the pipeline ``runtime.add_kni_rx_pipeline_to_port(port, installer)`` installs,
-``installer(kni_rx, queue)`` -- capsule's API and errors (:class:`KniDisabled`,
-:class:`KniNotAcquired`).  Differences from capsule: no kernel module is needed; transmit to
-the kernel writes at once instead of going through a channel and a TX pipeline; the kernel
-may change the interface's MTU and MAC (capsule's KNI refuses); and the receive pipeline
-runs on the port's *first* core, always (capsule picks one arbitrarily).
+KNI (``kni = true``) is a TAP interface too: :mod:`nfkit.ports.kni`.
 """
 
 from __future__ import annotations
@@ -50,14 +41,14 @@ import numpy as np
 
 from ..buffers import Mbuf, Mempool
 from ..net import MacAddr
-from .base import Port, PortCounters, PortError, PortQueue, not_applicable, register_driver
+from .port import (Driver, KniDisabled, KniError, KniNotAcquired, Port, PortCounters, PortError,
+                   PortQueue, not_applicable)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..batch import SlotBatch
     from ..config import PortConfig
 
-__all__ = ["TapDevice", "TapQueue", "Kni", "KniRx", "KniTx", "KniError", "KniDisabled",
-           "KniNotAcquired", "attach_kni"]
+__all__ = ["TapDevice", "TapQueue", "KniError", "KniDisabled", "KniNotAcquired", "DRIVER"]
 
 log = logging.getLogger("nfkit.ports.tap")
 
@@ -79,16 +70,7 @@ _IFNAME = re.compile(r"[^\s/:]{1,15}")
 _EMPTY = np.empty(0, dtype=np.int64)
 
 
-class KniError(PortError):
-    """A KNI request the port cannot satisfy (capsule's ``KniError``)."""
 
-
-class KniDisabled(KniError):
-    """The port has no KNI: ``kni = true`` is not set in its ``[[ports]]`` entry."""
-
-
-class KniNotAcquired(KniError):
-    """The KNI receive handle was already taken (capsule: "Another core owns the handle")."""
 
 
 # -- the interface ------------------------------------------------------------------------
@@ -363,139 +345,4 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
         port.queues[core] = TapQueue(port, core, i, dev, fd)
 
 
-register_driver(r"net_tap\d+|tap:.+", "tap", _open)
-
-
-# -- KNI ------------------------------------------------------------------------------------
-
-class KniTx:
-    """Sends packets to the kernel (capsule's ``KniTxQueue``): a pipeline sink usable from
-    any core (``send(q.kni())``, ``emit(q.kni())``).  What the kernel refuses is freed and
-    counted in the KNI's ``tx_dropped``."""
-
-    def __init__(self, kni: "Kni") -> None:
-        self.kni = kni
-
-    def transmit(self, mbufs: list[Mbuf]) -> None:
-        if not mbufs:
-            return
-        k = self.kni
-        c = k.counters
-        octets = [len(m) for m in mbufs]
-        sent = write_mbufs(k.fd, mbufs, c, k.who) if k.fd >= 0 else 0
-        c.tx_packets += sent
-        c.tx_octets += sum(octets[:sent])
-        if sent < len(mbufs):
-            c.tx_dropped += len(mbufs) - sent
-            Mbuf.free_bulk(mbufs[sent:])
-
-    def transmit_slots(self, pool: Mempool, slots: np.ndarray) -> None:
-        n = len(slots)
-        if not n:
-            return
-        k = self.kni
-        c = k.counters
-        sent = write_slots(k.fd, pool, slots, c, k.who) if k.fd >= 0 else 0
-        lens = pool.data_len
-        c.tx_packets += sent
-        c.tx_octets += int(lens[slots[:sent]].sum()) if sent else 0
-        if sent < n:
-            c.tx_dropped += n - sent
-            pool.free_slots(slots[sent:])
-
-    def __repr__(self) -> str:
-        return f"<KniTx {self.kni.name}>"
-
-
-class KniRx:
-    """The packets the kernel sends out of the KNI (capsule's ``KniRx``): a pipeline source.
-    There is one per KNI, taken by :meth:`Runtime.add_kni_rx_pipeline_to_port`."""
-
-    def __init__(self, kni: "Kni") -> None:
-        self.kni = kni
-
-    def receive_slots(self, max_packets: int | None = None) -> "SlotBatch":
-        from ..batch import SlotBatch
-        k = self.kni
-        pool = k.port.pool
-        n = k.port.batch_size if max_packets is None else max_packets
-        slots = read_burst(k.fd, pool, n, k.counters, k.who) if k.fd >= 0 else _EMPTY
-        if len(slots):
-            k.counters.rx_packets += len(slots)
-            k.counters.rx_octets += int(pool.data_len[slots].sum())
-        return SlotBatch(pool, slots)
-
-    def receive(self, max_packets: int | None = None) -> list[Mbuf]:
-        return self.receive_slots(max_packets).mbufs()
-
-    def __repr__(self) -> str:
-        return f"<KniRx {self.kni.name}>"
-
-
-class Kni:
-    """The kernel interface of a port with ``kni = true``: a TAP interface named after the
-    port, with the port's MAC, brought up.  ``counters`` count what went to the kernel (tx)
-    and came from it (rx).
-
-    It has one queue, owned by the port's first core (``owner_core``): the kernel's packets
-    are polled there only (a multi-queue TAP would spread them over queues nobody reads).
-    In one process every core's queue can send to it; with one process per core, only the
-    owner's process has it (``local`` is False elsewhere and :meth:`tx_for` says so).
-    """
-
-    def __init__(self, port: Port, owner_core: int, name: str | None = None) -> None:
-        self.port = port
-        self.owner_core = owner_core
-        self.name = name or port.name
-        self.who = f"port {port.name}: KNI {self.name}"
-        self.local = port.serves(owner_core)
-        self.fd = -1
-        self.device: TapDevice | None = None
-        if self.local:
-            self.device = TapDevice(self.name, 1, f"port {port.name}: KNI", multi_queue=False)
-            try:
-                self.device.set_mac(port.mac_addr)
-                self.device.set_up()
-            except BaseException:
-                self.device.close()
-                raise
-            self.fd = self.device.fds[0]
-        self.counters = PortCounters()
-        self.tx = KniTx(self)
-        self._rx: KniRx | None = KniRx(self)
-
-    def tx_for(self, queue: PortQueue) -> KniTx:
-        """The transmit handle for ``queue`` (what :meth:`PortQueue.kni` returns)."""
-        if not self.local:
-            raise KniError(f"port {self.port.name}: the KNI belongs to the process of core "
-                           f"{self.owner_core}; with one process per core, queue of core "
-                           f"{queue.core} cannot send to it")
-        return self.tx
-
-    def take_rx(self) -> KniRx:
-        """The receive handle, once (:class:`KniNotAcquired` the second time)."""
-        if not self.local:
-            raise KniError(f"port {self.port.name}: the KNI belongs to the process of core "
-                           f"{self.owner_core}")
-        rx, self._rx = self._rx, None
-        if rx is None:
-            raise KniNotAcquired(f"port {self.port.name}: the KNI receive handle is taken "
-                                 "already (another core owns the handle)")
-        return rx
-
-    def close(self) -> None:
-        self.fd = -1
-        if self.device is not None:
-            self.device.close()
-
-    def __repr__(self) -> str:
-        return f"<Kni {self.name} of port {self.port.name}>"
-
-
-def attach_kni(port: Port, cfg: "PortConfig") -> Kni:
-    """Give ``port`` its KNI (called by :func:`nfkit.ports.open_port` for ``kni = true``)."""
-    kni = Kni(port, cfg.cores[0])
-    port.kni = kni
-    if kni.local:
-        log.info("port %s: KNI %s (TAP) with mac %s", port.name, kni.name, port.mac_addr)
-    return kni
+DRIVER = Driver("tap", r"net_tap\d+|tap:.+", _open)
