@@ -322,9 +322,13 @@ class Runtime:
         return reason
 
     def _finish(self, cores: list[int], started: bool) -> tuple[list[str], list[Exception]]:
-        """The end of a process's run: the on_stop hooks (when the cores started), then
-        close the ports and dumps.  Returns (hook errors, closing errors)."""
-        hook_errors = run_hooks("on_stop", self._on_stop, cores) if started else []
+        """The end of a process's run: the on_stop hooks (when the cores started), the
+        master's core last -- as with worker processes, where the master's hooks run after
+        every worker has stopped: the place for merged tables --, then close the ports and
+        dumps.  Returns (hook errors, closing errors)."""
+        master = self.config.master_core
+        last_master = sorted(cores, key=lambda c: (c == master, c))
+        hook_errors = run_hooks("on_stop", self._on_stop, last_master) if started else []
         close_errors = self._close_ports()
         close_errors += close_dumps(self._dumps)
         self._dumps = []
