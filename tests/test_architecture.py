@@ -9,7 +9,11 @@ lazy import) counts: it is a cycle all the same, only deferred.  Imports under
 from __future__ import annotations
 
 import ast
+import re
+import textwrap
 from pathlib import Path
+
+import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = SRC / "nfkit"
@@ -207,3 +211,46 @@ def test_no_module_writes_another_objects_private_state() -> None:
     assert not bad, "private attributes written from outside their package:\n" + "\n".join(bad)
     assert KNOWN_PRIVATE_WRITES <= set(found), ("fixed, drop from KNOWN_PRIVATE_WRITES: "
                                                 f"{sorted(KNOWN_PRIVATE_WRITES - set(found))}")
+
+
+def test_every_driver_a_ports_module_declares_is_registered() -> None:
+    from nfkit.ports import base
+    declared = sorted(p.stem for p in (PKG / "ports").glob("*.py")
+                      if re.search(r"^DRIVER = Driver\(", p.read_text(), re.M))
+    registered = sorted(d.open.__module__.rpartition(".")[2] for d in base.DRIVERS)
+    assert declared == registered
+    assert len({d.name for d in base.DRIVERS}) == len(base.DRIVERS)
+
+
+def test_the_add_a_port_driver_recipe_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/architecture.md, "Add a port driver": its module, as written, plus the one
+    registry line, is a driver the runtime plans, opens, runs and names in errors."""
+    import types
+
+    from nfkit.config import RuntimeConfig
+    from nfkit.ports import base
+    from nfkit.runtime import Runtime
+    text = (SRC.parent / "docs" / "architecture.md").read_text()
+    section = text[text.index("## Add a port driver"):]
+    code = textwrap.dedent(re.search(r"```python\n(.*?)   ```", section, re.S).group(1))
+    foo = types.ModuleType("nfkit.ports.foo")
+    foo.__package__ = "nfkit.ports"
+    exec(compile(code + 'DRIVER = Driver("foo", r"net_foo\\d+", _open)\n',
+                 "docs/architecture.md", "exec"), foo.__dict__)
+    monkeypatch.setattr(base, "DRIVERS", base.DRIVERS[:-1] + (foo.DRIVER, base.DRIVERS[-1]))
+    assert base.driver_of("net_foo3") == "foo" and "foo (net_foo\\d+)" in base.known_drivers()
+    rt = Runtime.build(RuntimeConfig.from_toml_text(
+        'app_name = "foo"\nmaster_core = 0\nlog_level = "error"\n[[ports]]\nname = "f"\n'
+        'device = "net_foo0"\ncores = [0]\n'))
+    q = rt.port("f").queues[0]
+    assert rt.port("f").driver == "foo" and type(q).__name__ == "FooQueue"
+    from nfkit import Mbuf, Poll
+    rt.add_pipeline_to_port("f", lambda q: Poll(q).send(q))
+    rt.add_periodic_task_to_core(0, lambda: rt.stop("once"), 0.01)
+    assert rt.execute().reason == "once"
+    q.transmit([Mbuf.alloc(rt.pool)])
+    assert q.counters.tx_packets == 1 and rt.pool.in_use == 0
+    with pytest.raises(base.PortError, match=r"port g: unknown argument x=1"):
+        base.open_port(base.plan_port(RuntimeConfig.from_toml_text(
+            'app_name = "foo"\nmaster_core = 0\n[[ports]]\nname = "g"\ndevice = "net_foo1"\n'
+            'args = "x=1"\ncores = [0]\n').ports[0]), rt.pool)

@@ -49,15 +49,15 @@ DRIVERS: tuple[Driver, ...] = (
     dpdk.DRIVER,
 )
 
-_PATTERNS = [(re.compile(d.pattern), d) for d in DRIVERS]
 
 
 def _driver_for(device: str, backend: str) -> Driver | None:
     """The driver that serves ``device`` under ``backend`` -- the one place a device name is
-    matched against the drivers."""
+    matched against the drivers (once per ``[[ports]]`` entry: not a hot path; ``re``
+    caches the compiled patterns)."""
     dpdk_ok = via_dpdk(device, backend)
-    for rx, d in _PATTERNS:
-        if (d.backend == "dpdk") == dpdk_ok and rx.fullmatch(device):
+    for d in DRIVERS:
+        if (d.backend == "dpdk") == dpdk_ok and re.fullmatch(d.pattern, device):
             return d
     return None
 

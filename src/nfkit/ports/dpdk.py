@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..buffers import Mbuf, Mempool
+from ..devargs import PCI_ADDRESS
 from ..net import MacAddr
 from .port import Driver, Port, PortError, PortQueue, via_dpdk
 
@@ -63,7 +64,7 @@ __all__ = ["DpdkError", "DpdkUnavailable", "DpdkQueue", "DEVICE_PATTERN", "prepa
 log = logging.getLogger("nfkit.ports.dpdk")
 
 #: Devices the DPDK driver takes: PCI addresses and DPDK-style virtual device names.
-DEVICE_PATTERN = r"(?:[0-9A-Fa-f]{4}:)?[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]|net_[A-Za-z0-9_]+"
+DEVICE_PATTERN = PCI_ADDRESS.pattern + r"|net_[A-Za-z0-9_]+"
 
 #: The device counters a DPDK port exposes (``rte_eth_stats``), in the shim's order.
 HW_COUNTERS = ("ipackets", "opackets", "ibytes", "obytes", "imissed", "ierrors", "oerrors",

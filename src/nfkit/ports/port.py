@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import _accel
 from ..buffers import Mbuf, Mempool
+from ..devargs import is_pci_address
 from ..errors import NfkitError
 from ..net import MacAddr
 
@@ -309,6 +310,5 @@ def via_dpdk(device: str, backend: str) -> bool:
     if backend not in BACKENDS:
         raise PortError(f"unknown backend {backend!r} (expected one of {', '.join(BACKENDS)})")
     if backend == "auto":
-        from ..config import is_pci_address
         return is_pci_address(device)
     return backend == "dpdk"
