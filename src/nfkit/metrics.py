@@ -46,7 +46,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .batch import PipelineStats
 from .errors import NfkitError
@@ -226,7 +226,7 @@ class Metrics:
         #: the provider of the cores this process runs (``Runtime.local_cores``)
         self._cores = cores
         #: extra sources (the multi-core runner adds its workers' snapshots here)
-        self.sources: list[Callable[[], Iterator[Snapshot]]] = []
+        self.sources: list[Callable[[], Iterable[Snapshot]]] = []
         #: the HTTP endpoint while :func:`serve` runs one (None otherwise)
         self.server: MetricsServer | None = None
 

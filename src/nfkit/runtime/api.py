@@ -17,6 +17,7 @@ import logging
 import signal
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +28,7 @@ from ..metrics import Metrics, collect, serve
 from ..pcap_dump import attach_dumps, close_dumps
 from ..ports.base import (Port, PortError, PortPlan, PortQueue, open_port, placeholder_port,
                           plan_ports, prepare_drivers)
+from ..ports.kni import Kni
 from ..ports.port import KniDisabled, KniNotAcquired
 from .core import (CoreError, CoreExecutor, CoreRun, Hook, HookError, RunError, RunResult,
                    UnixSignal, run_core, run_hooks, with_result)
@@ -167,8 +169,8 @@ class Runtime:
         for core in self.config.port(port).cores:
             self._executor(core)
             # The queue is looked up when the installer runs: in the process of its core.
-            self._installs.append((core, _name(installer),
-                                   lambda core=core: installer(self.ports[port].queues[core])))
+            self._installs.append((core, _name(installer), partial(self._install_on_queue,
+                                                                   installer, port, core)))
         return self
 
     def add_pipeline_to_core(self, core: int, installer: Callable[[dict[str, PortQueue]], Pipeline]) -> "Runtime":
@@ -212,8 +214,18 @@ class Runtime:
         self._executor(core)
         # Looked up when the installer runs: in the process of the port's first core.
         self._installs.append((core, _name(installer), lambda: installer(
-            self.ports[port].kni.take_rx(), self.ports[port].queues[core])))
+            self._kni_of(port).take_rx(), self.ports[port].queues[core])))
         return self
+
+    def _install_on_queue(self, installer: Callable[[PortQueue], Pipeline], port: str,
+                          core: int) -> Pipeline:
+        return installer(self.ports[port].queues[core])
+
+    def _kni_of(self, port: str) -> Kni:
+        kni = self.ports[port].kni
+        if kni is None:   # the plan has kni = true: open_port attached it
+            raise KniDisabled(f"port {port}: no KNI was attached")
+        return kni
 
     def _close_ports(self) -> list[Exception]:
         errors = []
