@@ -19,86 +19,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ..buffers import Mbuf, Mempool
 from .port import KniDisabled, KniError, KniNotAcquired, Port, PortCounters, PortQueue
-from .tap import TapDevice, read_burst, write_mbufs, write_slots
+from .tap import KniRx, KniTx, TapDevice
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..batch import SlotBatch
     from ..config import PortConfig
 
 __all__ = ["Kni", "KniRx", "KniTx", "KniError", "KniDisabled", "KniNotAcquired", "attach_kni"]
 
 log = logging.getLogger("nfkit.ports.kni")
-
-_EMPTY = np.empty(0, dtype=np.int64)
-
-
-class KniTx:
-    """Sends packets to the kernel (capsule's ``KniTxQueue``): a pipeline sink usable from
-    any core (``send(q.kni())``, ``emit(q.kni())``).  What the kernel refuses is freed and
-    counted in the KNI's ``tx_dropped``."""
-
-    def __init__(self, kni: "Kni") -> None:
-        self.kni = kni
-
-    def transmit(self, mbufs: list[Mbuf]) -> None:
-        if not mbufs:
-            return
-        k = self.kni
-        c = k.counters
-        octets = [len(m) for m in mbufs]
-        sent = write_mbufs(k.fd, mbufs, c, k.who) if k.fd >= 0 else 0
-        c.tx_packets += sent
-        c.tx_octets += sum(octets[:sent])
-        if sent < len(mbufs):
-            c.tx_dropped += len(mbufs) - sent
-            Mbuf.free_bulk(mbufs[sent:])
-
-    def transmit_slots(self, pool: Mempool, slots: np.ndarray) -> None:
-        n = len(slots)
-        if not n:
-            return
-        k = self.kni
-        c = k.counters
-        sent = write_slots(k.fd, pool, slots, c, k.who) if k.fd >= 0 else 0
-        lens = pool.data_len
-        c.tx_packets += sent
-        c.tx_octets += int(lens[slots[:sent]].sum()) if sent else 0
-        if sent < n:
-            c.tx_dropped += n - sent
-            pool.free_slots(slots[sent:])
-
-    def __repr__(self) -> str:
-        return f"<KniTx {self.kni.name}>"
-
-
-class KniRx:
-    """The packets the kernel sends out of the KNI (capsule's ``KniRx``): a pipeline source.
-    There is one per KNI, taken by :meth:`Runtime.add_kni_rx_pipeline_to_port`."""
-
-    def __init__(self, kni: "Kni") -> None:
-        self.kni = kni
-
-    def receive_slots(self, max_packets: int | None = None) -> "SlotBatch":
-        from ..batch import SlotBatch
-        k = self.kni
-        pool = k.port.pool
-        n = k.port.batch_size if max_packets is None else max_packets
-        slots = read_burst(k.fd, pool, n, k.counters, k.who) if k.fd >= 0 else _EMPTY
-        if len(slots):
-            k.counters.rx_packets += len(slots)
-            k.counters.rx_octets += int(pool.data_len[slots].sum())
-        return SlotBatch(pool, slots)
-
-    def receive(self, max_packets: int | None = None) -> list[Mbuf]:
-        return self.receive_slots(max_packets).mbufs()
-
-    def __repr__(self) -> str:
-        return f"<KniRx {self.kni.name}>"
-
 
 class Kni:
     """The kernel interface of a port with ``kni = true``: a TAP interface named after the
