@@ -52,6 +52,7 @@ from pydantic import (BaseModel, PrivateAttr, ConfigDict, Field, ValidationError
                       field_validator)
 from pydantic_core import PydanticCustomError
 
+from .devargs import DevargsError, is_pci_address, split_device_args
 from .errors import NfkitError
 
 __all__ = [
@@ -78,13 +79,8 @@ Backend = Literal["auto", "dpdk", "native"]
 #: A CPU core id as EAL and the OS number it (DPDK's lcore id == the CPU id here).
 CoreId = Annotated[int, Field(ge=0)]
 
-# A PCI address "domain:bus:device.function" with the domain optional, hexadecimal digits.
-_PCI_ADDRESS = re.compile(
-    r"(?:[0-9A-Fa-f]{4}:)?[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]", re.ASCII)
 # The whitespace Rust's split_ascii_whitespace splits dpdk_args on (no vertical tab).
 _ASCII_WHITESPACE = re.compile(r"[ \t\n\x0c\r]+")
-# A devargs key: what DPDK drivers use (rx_pcap, tx_iface, nodeaction, ...).
-_DEVARG_KEY = re.compile(r"[A-Za-z0-9_.\-]+", re.ASCII)
 # tomllib appends the position of a syntax error to its message in one of these two forms.
 _TOML_POSITION = re.compile(r"^(?P<reason>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$",
                             re.DOTALL)
@@ -151,60 +147,6 @@ class PortNotFound(NfkitError, KeyError):
 # Device arguments and PCI addresses
 # --------------------------------------------------------------------------------------------
 
-def is_pci_address(device: str) -> bool:
-    """Whether ``device`` names a PCI device (``0000:00:08.0`` or ``00:08.0``) rather than a
-    DPDK virtual device such as ``net_pcap0``.  EAL takes the two on different options."""
-    return _PCI_ADDRESS.fullmatch(device) is not None
-
-
-class _DevargsProblem(Exception):
-    """Internal: one malformed devargs item; the message names the item."""
-
-
-def _split_devargs(args: str) -> list[tuple[str, str]]:
-    """Split devargs into ``(key, value)`` pairs, raising :class:`_DevargsProblem`.
-
-    Items are separated by commas, except inside ``[...]`` because DPDK list values such as
-    ``representor=[0,2]`` contain commas.  Empty items (``a=1,,b=2`` or a trailing comma) are
-    skipped, as DPDK's tokenizer skips them.
-    """
-    items: list[str] = []
-    depth = 0
-    start = 0
-    for i, ch in enumerate(args):
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-            if depth < 0:
-                raise _DevargsProblem(
-                    f"malformed device argument {args[start:].split(',')[0]!r} "
-                    "(']' without a matching '[')")
-        elif ch == "," and depth == 0:
-            items.append(args[start:i])
-            start = i + 1
-    items.append(args[start:])
-    if depth > 0:
-        raise _DevargsProblem(
-            f"malformed device argument {items[-1]!r} ('[' without a matching ']')")
-
-    pairs: list[tuple[str, str]] = []
-    for item in items:
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise _DevargsProblem(f"malformed device argument {item!r} (expected key=value)")
-        if not _DEVARG_KEY.fullmatch(key):
-            raise _DevargsProblem(
-                f"malformed device argument {item!r} "
-                "(the key must be letters, digits, '_', '.' or '-')")
-        if not value:
-            raise _DevargsProblem(f"malformed device argument {item!r} (the value is empty)")
-        pairs.append((key, value))
-    return pairs
-
-
 def parse_device_args(args: str | None, *, source: str = "<string>",
                       field: str = "args") -> list[tuple[str, str]]:
     """Split DPDK devargs such as ``"rx_pcap=a.pcap,tx_pcap=b.pcap"`` into ordered pairs.
@@ -220,8 +162,8 @@ def parse_device_args(args: str | None, *, source: str = "<string>",
     if not args:
         return []
     try:
-        return _split_devargs(args)
-    except _DevargsProblem as problem:
+        return split_device_args(args)
+    except DevargsError as problem:
         raise ConfigError(source, [(field, str(problem))]) from None
 
 
@@ -358,8 +300,8 @@ class PortConfig(_Strict):
         device = info.data.get("device")
         if args is not None and isinstance(device, str) and not is_pci_address(device):
             try:
-                _split_devargs(args)
-            except _DevargsProblem as problem:
+                split_device_args(args)
+            except DevargsError as problem:
                 raise PydanticCustomError("devargs", "{detail}",
                                           {"detail": str(problem)}) from None
         return args

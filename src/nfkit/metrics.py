@@ -46,7 +46,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .batch import PipelineStats
 from .errors import NfkitError
@@ -135,19 +135,20 @@ def _label_order(item: tuple[tuple[str, int], Any]) -> tuple[int, str, int]:
     return (int(idx) if idx.isdigit() else 1 << 30, label, core)
 
 
-def collect(runtime: "Runtime") -> Snapshot:
-    """The numbers of this process: its ports' queues, its pipelines, executors and pool."""
+def collect(runtime: "Runtime", cores: list[int]) -> Snapshot:
+    """The numbers of this process: its ports' queues, its pipelines, the executors of
+    ``cores`` (the cores this process runs) and its pool (under its first core)."""
     snap = Snapshot(time=time.time())
     for name, p in runtime.ports.items():
         for core, q in p.queues.items():
             snap.ports[(name, core)] = q.counters.as_dict()
-    for label, core, pl in runtime._placed:
+    for label, core, pl in runtime.placed:
         snap.pipelines[(label, core)] = pl.stats.as_dict()
-    for core in runtime._local_cores():
+    for core in cores:
         ex = runtime.executors[core]
         snap.cores[core] = (ex.busy_polls, ex.idle_polls)
     pool = runtime.pool
-    for core in runtime._local_cores()[:1]:
+    for core in cores[:1]:
         snap.mempools[(pool.name, core)] = (pool.capacity, pool.in_use)
     return snap
 
@@ -222,10 +223,12 @@ class Metrics:
     exposition text the HTTP endpoint serves.
     """
 
-    def __init__(self, runtime: "Runtime") -> None:
+    def __init__(self, runtime: "Runtime", cores: Callable[[], list[int]]) -> None:
         self._runtime = runtime
+        #: the provider of the cores this process runs (``Runtime.local_cores``)
+        self._cores = cores
         #: extra sources (the multi-core runner adds its workers' snapshots here)
-        self.sources: list[Callable[[], Iterator[Snapshot]]] = []
+        self.sources: list[Callable[[], Iterable[Snapshot]]] = []
         #: the HTTP endpoint while :func:`serve` runs one (None otherwise)
         self.server: MetricsServer | None = None
 
@@ -236,7 +239,7 @@ class Metrics:
     def snapshot(self) -> Snapshot:
         """Every core's counters summed: the master's read live, the workers' from their slots (at most ``[metrics] interval`` old)."""
         total = Snapshot()
-        total.add(collect(self._runtime))
+        total.add(collect(self._runtime, self._cores()))
         for source in self.sources:
             for snap in source():
                 total.add(snap)

@@ -62,7 +62,7 @@ import numpy as np
 from .. import _accel
 from ..buffers import Mbuf, Mempool
 from ..net import MacAddr
-from .base import Port, PortError, PortQueue, register_driver
+from .port import Driver, Port, PortError, PortQueue
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import PortConfig
@@ -744,4 +744,4 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
              "on" if bypass else "off")
 
 
-register_driver(r"net_af_packet\d+|af_packet:[^\s/]{1,15}", "af_packet", _open)
+DRIVER = Driver("af_packet", r"net_af_packet\d+|af_packet:[^\s/]{1,15}", _open)

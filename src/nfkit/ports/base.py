@@ -1,389 +1,193 @@
-"""Ports and port queues: what pipelines receive from and transmit to.
+"""The port registry: which driver serves a device, the port plan, and :func:`open_port`.
 
-A :class:`Port` is one configured device (``[[ports]]`` in the config) with one
-:class:`PortQueue` per core that serves it, as in capsule: run-to-completion, queue ``i``
-belongs to the port's ``i``-th core.  Drivers register the device names they handle
-(``net_pcap0``, ``net_ring0``, ...); :func:`open_port` finds the driver for a config.
+Every driver is one module of :mod:`nfkit.ports` that declares ``DRIVER = Driver(...)``
+(:class:`~nfkit.ports.port.Driver`: name, device pattern, opener, process-local or not,
+prepare); :data:`DRIVERS` lists them, and nothing else in nfkit names a driver.  A
+``[[ports]]`` entry is resolved once, when the runtime is built, into a :class:`PortPlan`
+(driver, parsed device arguments, cores, MAC, base directory); every process then opens
+its queues from the plan with ``open_port(plan, pool, cores)``.  Adding a driver: one new
+file plus one line here (docs/architecture.md, "Add a port driver").
+
+The classes a driver builds on (:class:`Port`, :class:`PortQueue`, :class:`PortError`...)
+live in :mod:`nfkit.ports.port` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from .. import _accel
-from ..buffers import Mbuf, Mempool
-from ..errors import NfkitError
+from ..buffers import Mempool
 from ..net import MacAddr
+from . import af_packet, dpdk, memory, null, pcap_port, tap
+from .kni import attach_kni
+from .port import (BACKENDS, Driver, KniDisabled, KniError, KniNotAcquired, Port, PortCounters,
+                   PortError, PortQueue, not_applicable, via_dpdk)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..slots import SlotBatch
     from ..config import PortConfig, RuntimeConfig
-    from .tap import Kni, KniTx
 
 log = logging.getLogger("nfkit.ports")
 
-__all__ = ["not_applicable", "PortError", "PortCounters", "PortQueue", "Port", "register_driver", "open_port",
-           "known_drivers", "driver_of"]
+__all__ = ["DRIVERS", "PortPlan", "plan_port", "plan_ports", "open_port", "prepare_drivers",
+           "driver_of", "uses_dpdk", "known_drivers", "Driver", "Port", "PortQueue",
+           "PortCounters", "PortError", "KniError", "KniDisabled", "KniNotAcquired",
+           "not_applicable", "BACKENDS"]
+
+#: Every port driver, in the order a device name is tried: nfkit's own drivers, then DPDK
+#: (its pattern takes any ``net_*`` name; the config's ``backend`` decides, :func:`via_dpdk`).
+#: A new driver: its module declares ``DRIVER``; add it to the import above and here.
+DRIVERS: tuple[Driver, ...] = (
+    memory.DRIVER,
+    null.DRIVER,
+    pcap_port.DRIVER,
+    af_packet.DRIVER,
+    tap.DRIVER,
+    dpdk.DRIVER,
+)
 
 
-class PortError(NfkitError):
-    """A port cannot be opened or used (unknown device, bad arguments, missing file...)."""
 
-
-@dataclass
-class PortCounters:
-    """Packet and octet counters of a queue (or, summed, of a port)."""
-
-    rx_packets: int = 0
-    rx_octets: int = 0
-    tx_packets: int = 0
-    tx_octets: int = 0
-    rx_dropped: int = 0     #: received but not delivered (no buffer, oversize, damaged input)
-    tx_dropped: int = 0     #: handed to transmit but not sent (and freed)
-    rx_errors: int = 0
-    tx_errors: int = 0
-
-    def __iadd__(self, other: "PortCounters") -> "PortCounters":
-        for k in self.__dataclass_fields__:
-            setattr(self, k, getattr(self, k) + getattr(other, k))
-        return self
-
-    def as_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-class PortQueue:
-    """One receive/transmit queue pair of a port, owned by one core.
-
-    Drivers implement :meth:`_rx` and :meth:`_tx`; this class keeps the counters.
-    ``transmit`` takes ownership of the buffers: what the driver does not send is freed
-    and counted in ``tx_dropped`` -- never lost silently.
-    """
-
-    #: (packets, octets) the queue's output already held when a restarted worker reopened
-    #: it (a driver that continues an output file sets it; see :mod:`nfkit.multicore`)
-    resumed: tuple[int, int] = (0, 0)
-
-    def __init__(self, port: "Port", core: int, index: int) -> None:
-        self.port = port
-        self.core = core
-        self.index = index
-        self.counters = PortCounters()
-
-    @property
-    def mac_addr(self) -> MacAddr:
-        """The MAC address of the queue's port (the source of the frames an NF answers with)."""
-        return self.port.mac_addr
-
-    @property
-    def pool(self) -> Mempool:
-        """The mempool the queue's port receives into."""
-        return self.port.pool
-
-    def receive(self, max_packets: int | None = None) -> list[Mbuf]:
-        """Up to ``max_packets`` (default: the configured batch size) received packets."""
-        mbufs = self._rx(self.port.batch_size if max_packets is None else max_packets)
-        if mbufs:
-            c = self.counters
-            c.rx_packets += len(mbufs)
-            lens = self.pool._len_mv
-            c.rx_octets += sum(lens[m.slot] for m in mbufs)
-        return mbufs
-
-    def receive_slots(self, max_packets: int | None = None) -> "SlotBatch":
-        """Like :meth:`receive`, as slots of the port's pool (no Mbuf objects): what a
-        pipeline that starts with a vector stage asks for."""
-        from ..slots import SlotBatch
-        slots = self._rx_slots(self.port.batch_size if max_packets is None else max_packets)
-        n = len(slots)
-        if n:
-            c = self.counters
-            c.rx_packets += n
-            c.rx_octets += _octets(self.pool, slots)
-        return SlotBatch(self.pool, slots)
-
-    def transmit_slots(self, pool: Mempool, slots: np.ndarray) -> None:
-        """Like :meth:`transmit`, for slots of ``pool``."""
-        n = len(slots)
-        if not n:
-            return
-        octets = _octets(pool, slots)
-        sent = self._tx_slots(pool, slots)
-        c = self.counters
-        c.tx_packets += sent
-        c.tx_octets += octets if sent == n else _octets(pool, slots[:sent])
-        if sent < n:
-            c.tx_dropped += n - sent
-            pool.free_slots(slots[sent:])
-
-    def _rx_slots(self, max_packets: int) -> np.ndarray:
-        return np.array([m.slot for m in self._rx(max_packets)], dtype=np.int64)
-
-    def _tx_slots(self, pool: Mempool, slots: np.ndarray) -> int:
-        return self._tx([Mbuf(pool, s) for s in slots.tolist()])
-
-    def transmit(self, mbufs: list[Mbuf]) -> None:
-        """Send ``mbufs`` (ownership passes to the queue)."""
-        if not mbufs:
-            return
-        c = self.counters
-        octets = 0
-        for m in mbufs:
-            octets += len(m)
-        sent = self._tx(mbufs)
-        if sent == len(mbufs):
-            c.tx_packets += sent
-            c.tx_octets += octets
-            return
-        # The driver sent the first `sent` buffers and kept them; free the rest.
-        rest = mbufs[sent:]
-        c.tx_packets += sent
-        c.tx_octets += octets - sum(len(m) for m in rest)
-        c.tx_dropped += len(rest)
-        Mbuf.free_bulk(rest)
-
-    # -- driver hooks ---------------------------------------------------------------------
-    def _rx(self, max_packets: int) -> list[Mbuf]:
-        return []
-
-    def _tx(self, mbufs: list[Mbuf]) -> int:
-        """Send buffers (taking ownership of those sent); return how many, from the front."""
-        Mbuf.free_bulk(mbufs)
-        return len(mbufs)
-
-    @property
-    def exhausted(self) -> bool:
-        """True when this queue will never receive again (a finished pcap file)."""
-        return False
-
-    def close(self) -> None:
-        """Flush and release what the queue holds (output files are complete after this)."""
-
-    def kni(self) -> "KniTx":
-        """The handle that sends packets to the port's kernel interface (``kni = true``; see
-        :mod:`nfkit.ports.tap`): a pipeline sink, e.g. ``splice(q, q.kni())``.  Raises
-        :class:`~nfkit.ports.tap.KniDisabled` when the port has no KNI."""
-        from .tap import KniDisabled
-        if self.port.kni is None:
-            raise KniDisabled(f"KNI is not enabled for port {self.port.name} "
-                              "(set kni = true in its [[ports]] entry)")
-        return self.port.kni.tx_for(self)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.port.name} core {self.core} queue {self.index}>"
-
-
-@dataclass
-class Port:
-    """A configured port: its queues (one per core), MAC address and counters."""
-
-    name: str
-    device: str
-    args: str | None
-    pool: Mempool
-    batch_size: int
-    mac_addr: MacAddr = field(default_factory=lambda: MacAddr("02:00:00:00:00:00"))
-    queues: dict[int, PortQueue] = field(default_factory=dict)
-    driver: str = ""
-    #: where relative file names in the device arguments are taken from
-    base_dir: Path | None = None
-    #: the cores this process opens queues for (None: all of the port's cores).  With one
-    #: process per core each process opens only its own queues: a driver's opener skips a
-    #: core for which :meth:`serves` is False (queue indexes stay those of the full config).
-    only_cores: frozenset[int] | None = None
-    #: the kernel interface of a port with ``kni = true`` (see :mod:`nfkit.ports.tap`)
-    kni: "Kni | None" = None
-    #: the device's own counters (DPDK ports: ``rte_eth_stats``), see :meth:`hw_counters`
-    hw_stats: "Callable[[], dict[str, int]] | None" = None
-    #: the queues are reopened by a restarted worker: drivers continue their output files
-    #: instead of starting them afresh (see :mod:`nfkit.multicore`)
-    resume: bool = False
-
-    def hw_counters(self) -> dict[str, int]:
-        """The device's hardware counters (``ipackets``, ``opackets``, ``ibytes``, ``obytes``,
-        ``imissed``, ``ierrors``, ``oerrors``, ``rx_nombuf`` for a DPDK port); ``{}`` for
-        drivers without any."""
-        return self.hw_stats() if self.hw_stats is not None else {}
-
-    def serves(self, core: int) -> bool:
-        """Whether this process opens the queue of ``core`` (see ``only_cores``)."""
-        return self.only_cores is None or core in self.only_cores
-
-    def counters(self) -> PortCounters:
-        total = PortCounters()
-        for q in self.queues.values():
-            total += q.counters
-        if self.hw_stats is not None:
-            # What only the device sees: packets it missed or had no buffer for, errors.
-            hw = self.hw_stats()
-            total.rx_dropped += hw.get("imissed", 0) + hw.get("rx_nombuf", 0)
-            total.rx_errors += hw.get("ierrors", 0)
-            total.tx_errors += hw.get("oerrors", 0)
-        return total
-
-    def close(self) -> None:
-        """Close every queue (flushing output files); errors are collected, not swallowed."""
-        errors = []
-        for q in self.queues.values():
-            try:
-                q.close()
-            except Exception as exc:  # keep closing the others
-                errors.append(exc)
-        if self.kni is not None:
-            self.kni.close()
-        if errors:
-            raise PortError(f"port {self.name}: closing failed: "
-                            + "; ".join(f"{type(e).__name__}: {e}" for e in errors))
-
-    @property
-    def exhausted(self) -> bool:
-        return all(q.exhausted for q in self.queues.values())
-
-
-def _octets(pool: Mempool, slots: np.ndarray) -> int:
-    """Bytes in the packets ``slots`` (before a transmit frees them)."""
-    if _accel.AVAILABLE:
-        return int(_accel.sum_lengths(pool.data_len, slots))
-    return int(pool.data_len[slots].sum())
-
-
-def not_applicable(cfg: "PortConfig", driver: str, fields: tuple[str, ...], why: str) -> None:
-    """Say (once, at open) which configured fields a driver ignores, and why."""
-    defaults = {k: f.default for k, f in type(cfg).model_fields.items()}
-    for name in fields:
-        if getattr(cfg, name) != defaults.get(name):
-            log.warning("port %s (%s): %s = %r does not apply to %s; ignored", cfg.name,
-                        cfg.device, name, getattr(cfg, name), why)
-
-
-Opener = Callable[["PortConfig", Port, list[tuple[str, str]]], None]
-_DRIVERS: list[tuple[re.Pattern[str], str, Opener]] = []
-
-
-def register_driver(pattern: str, name: str, opener: Opener) -> None:
-    """Register ``opener`` for devices whose name matches ``pattern`` (a regex).
-
-    The opener fills ``port.queues`` (one queue per core of the config) and may set
-    ``port.mac_addr``; it raises :class:`PortError` for bad arguments.
-    """
-    _DRIVERS.append((re.compile(pattern), name, opener))
-
-
-#: The config's ``backend`` values: which ports go through DPDK (see :func:`open_port`).
-BACKENDS = ("auto", "dpdk", "native")
-
-
-_PCI = re.compile(r"(?:[0-9A-Fa-f]{4}:)?[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]")
-
-
-def _candidates(backend: str) -> list[tuple[re.Pattern[str], str, Opener]]:
-    """The drivers ``backend`` may use, in the order they are tried: ``"auto"`` nfkit's own
-    drivers for virtual devices and DPDK for PCI addresses; ``"dpdk"`` DPDK for every
-    device; ``"native"`` never DPDK."""
-    if backend not in BACKENDS:
-        raise PortError(f"unknown backend {backend!r} (expected one of {', '.join(BACKENDS)})")
-    native = [d for d in _DRIVERS if d[1] != "dpdk"]
-    dpdk = [d for d in _DRIVERS if d[1] == "dpdk"]
-    if backend == "auto":
-        return native + [(_PCI, name, opener) for _, name, opener in dpdk]
-    return dpdk if backend == "dpdk" else native
-
-
-def driver_of(device: str, backend: str = "auto") -> str | None:
-    """The name of the driver that handles ``device`` under ``backend`` (None: no driver
-    does)."""
-    _load_builtin_drivers()
-    for rx, name, _ in _candidates(backend):
-        if rx.fullmatch(device):
-            return name
+def _driver_for(device: str, backend: str) -> Driver | None:
+    """The driver that serves ``device`` under ``backend`` -- the one place a device name is
+    matched against the drivers (once per ``[[ports]]`` entry: not a hot path; ``re``
+    caches the compiled patterns)."""
+    dpdk_ok = via_dpdk(device, backend)
+    for d in DRIVERS:
+        if (d.backend == "dpdk") == dpdk_ok and re.fullmatch(d.pattern, device):
+            return d
     return None
 
 
-def uses_dpdk(device: str, backend: str = "auto") -> bool:
-    """Whether ``device`` goes through DPDK under ``backend`` (so EAL must know it)."""
-    return driver_of(device, backend) == "dpdk"
+@dataclass(frozen=True)
+class PortPlan:
+    """One ``[[ports]]`` entry, resolved: what every process needs to open its queues."""
+
+    config: "PortConfig"
+    driver: Driver
+    #: ``config.args`` parsed (``(key, value)`` pairs, in order)
+    args: tuple[tuple[str, str], ...]
+    #: the entry's position in the config (queue labels, DPDK's default MACs)
+    index: int
+    batch_size: int
+    #: the MAC a driver keeps unless the device has its own: ``02:00:00:00:00:<index + 1>``
+    mac: MacAddr
+    #: where relative file names in the device arguments are taken from
+    base_dir: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def cores(self) -> list[int]:
+        return self.config.cores
 
 
-def prepare_backends(config: "RuntimeConfig") -> None:
-    """What must happen once before any port of ``config`` opens: DPDK's EAL, when some
-    port goes through DPDK (EAL learns its devices at initialisation).  A no-op otherwise;
-    never imports DPDK for a config without DPDK ports."""
-    if any(uses_dpdk(p.device, config.backend) for p in config.ports):
-        from .dpdk import prepare
-        prepare(config)
+def plan_port(cfg: "PortConfig", index: int = 0, batch_size: int = 32,
+              base_dir: Path | None = None, backend: str = "auto") -> PortPlan:
+    """Resolve one ``[[ports]]`` entry; :class:`PortError` names the known drivers when no
+    driver serves its device."""
+    from ..config import parse_device_args
+    driver = _driver_for(cfg.device, backend)
+    if driver is None:
+        hint = ""
+        if backend != "dpdk" and _driver_for(cfg.device, "dpdk") is not None:
+            hint = (f' (backend = "{backend}": nfkit has no driver of its own for it; '
+                    'backend = "dpdk" opens it through DPDK)')
+        raise PortError(f"port {cfg.name}: unknown device {cfg.device!r}{hint}; known drivers: "
+                        + ", ".join(known_drivers()))
+    return PortPlan(cfg, driver, tuple(parse_device_args(cfg.args)), index, batch_size,
+                    MacAddr(bytes([0x02, 0, 0, 0, 0, (index + 1) & 0xFF])), base_dir)
 
 
-def known_drivers() -> list[str]:
-    """Every registered driver with its device pattern, nfkit's own first (in a fixed
-    order, whatever order their modules were imported in), DPDK last."""
-    order = ("memory", "null", "pcap", "af_packet", "tap")
-    native = sorted(_candidates("native"),
-                    key=lambda d: order.index(d[1]) if d[1] in order else len(order))
-    return [f"{name} ({rx.pattern})" for rx, name, _ in native + _candidates("dpdk")]
+def plan_ports(config: "RuntimeConfig") -> list[PortPlan]:
+    """Every ``[[ports]]`` entry of ``config``, resolved (in config order)."""
+    return [plan_port(pc, i, config.batch_size, config.base_dir, config.backend)
+            for i, pc in enumerate(config.ports)]
 
 
-#: nfkit.ports modules that register drivers when imported
-BUILTIN_DRIVER_MODULES = ("memory", "null", "pcap_port", "af_packet", "tap", "dpdk")
+def prepare_drivers(config: "RuntimeConfig", plans: list[PortPlan]) -> None:
+    """Run each planned driver's ``prepare`` once, before any port opens (DPDK's EAL, when
+    some port goes through DPDK; nothing is imported or started otherwise)."""
+    for d in DRIVERS:
+        mine = [p.config for p in plans if p.driver is d]
+        if mine and d.prepare is not None:
+            d.prepare(config, mine)
 
 
-def _load_builtin_drivers() -> None:
-    """Import the built-in driver modules (each registers itself); missing ones are skipped."""
-    import importlib
-    for mod in BUILTIN_DRIVER_MODULES:
-        full = f"{__package__}.{mod}"
-        try:
-            importlib.import_module(full)
-        except ModuleNotFoundError as exc:
-            if exc.name != full:
-                raise
-
-
-def open_port(cfg: "PortConfig", pool: Mempool, batch_size: int, index: int = 0,
-              base_dir: Path | None = None, cores: "frozenset[int] | None" = None,
-              backend: str = "auto", resume: bool = False) -> Port:
-    """Open the port a ``[[ports]]`` entry describes, with the driver ``backend`` picks
-    (the config's ``backend``: ``"auto"``, ``"dpdk"`` or ``"native"``, see :func:`_candidates`).
+def open_port(plan: "PortPlan | PortConfig", pool: Mempool, *args: Any, **kwargs: Any) -> Port:
+    """Open a port's queues: ``open_port(plan, pool, cores=None, resume=False)``.
 
     ``cores``: open only the queues of these cores (a worker process opens its own; the
     others are opened by their own processes).  Drivers skip the other cores through
     :meth:`Port.serves`; queues a driver opened anyway are closed again here.
     ``resume``: a restarted worker reopens its queues (:attr:`Port.resume`).
-    """
-    from ..config import parse_device_args
-    _load_builtin_drivers()
 
-    for rx, name, opener in _candidates(backend):
-        if rx.fullmatch(cfg.device):
-            port = Port(cfg.name, cfg.device, cfg.args, pool, batch_size, driver=name,
-                        mac_addr=MacAddr(bytes([0x02, 0, 0, 0, 0, (index + 1) & 0xFF])),
-                        base_dir=base_dir)
-            port.only_cores = cores
-            port.resume = resume
-            opener(cfg, port, parse_device_args(cfg.args))
-            foreign = [c for c in port.queues if not port.serves(c)]
-            if foreign:
-                log.warning("port %s: the %s driver opened queues for cores %s that another "
-                            "process serves; closing them here", cfg.name, name, foreign)
-                for c in foreign:
-                    port.queues.pop(c).close()
-            if cfg.kni:
-                from .tap import attach_kni
-                try:
-                    attach_kni(port, cfg)
-                except BaseException:
-                    port.close()
-                    raise
-            return port
-    hint = ""
-    if backend != "dpdk" and any(rx.fullmatch(cfg.device) for rx, n, _ in _DRIVERS
-                                 if n == "dpdk"):
-        hint = (f' (backend = "{backend}": nfkit has no driver of its own for it; '
-                'backend = "dpdk" opens it through DPDK)')
-    raise PortError(f"port {cfg.name}: unknown device {cfg.device!r}{hint}; known drivers: "
-                    + ", ".join(known_drivers()))
+    Scripts may pass a ``[[ports]]`` entry instead of a plan, as
+    ``open_port(cfg, pool, batch_size, index=0, base_dir=None, cores=None, backend="auto",
+    resume=False)``: it is planned first (:func:`plan_port`).
+    """
+    if isinstance(plan, PortPlan):
+        return _open(plan, pool, *args, **kwargs)
+    return _open_entry(plan, pool, *args, **kwargs)
+
+
+def _open_entry(cfg: "PortConfig", pool: Mempool, batch_size: int, index: int = 0,
+                base_dir: Path | None = None, cores: frozenset[int] | None = None,
+                backend: str = "auto", resume: bool = False) -> Port:
+    return _open(plan_port(cfg, index, batch_size, base_dir, backend), pool, cores, resume)
+
+
+def _open(plan: PortPlan, pool: Mempool, cores: frozenset[int] | None = None,
+          resume: bool = False) -> Port:
+    cfg, driver = plan.config, plan.driver
+    port = Port(cfg.name, cfg.device, cfg.args, pool, plan.batch_size, driver=driver.name,
+                mac_addr=plan.mac, base_dir=plan.base_dir, only_cores=cores, resume=resume)
+    driver.open(cfg, port, list(plan.args))
+    foreign = [c for c in port.queues if not port.serves(c)]
+    if foreign:
+        log.warning("port %s: the %s driver opened queues for cores %s that another "
+                    "process serves; closing them here", cfg.name, driver.name, foreign)
+        for c in foreign:
+            port.queues.pop(c).close()
+    if cfg.kni:
+        try:
+            attach_kni(port, cfg)
+        except BaseException:
+            port.close()
+            raise
+    return port
+
+
+def placeholder_port(plan: PortPlan, pool: Mempool) -> Port:
+    """A process's view of a port it serves no queue of (other processes open the queues)."""
+    cfg = plan.config
+    return Port(cfg.name, cfg.device, cfg.args, pool, plan.batch_size, driver=plan.driver.name,
+                mac_addr=plan.mac, base_dir=plan.base_dir, only_cores=frozenset())
+
+
+def driver_of(device: str, backend: str = "auto") -> str | None:
+    """The name of the driver that handles ``device`` under ``backend`` (None: no driver
+    does)."""
+    d = _driver_for(device, backend)
+    return None if d is None else d.name
+
+
+def uses_dpdk(device: str, backend: str = "auto") -> bool:
+    """Whether ``device`` goes through DPDK under ``backend`` (so EAL must know it)."""
+    d = _driver_for(device, backend)
+    return d is not None and d.backend == "dpdk"
+
+
+def known_drivers() -> list[str]:
+    """Every driver with its device pattern, in the order they are tried."""
+    return [f"{d.name} ({d.pattern})" for d in DRIVERS]
+
+
+def _load_builtin_drivers() -> None:
+    """Kept for scripts that imported the drivers before dropping privileges: the registry
+    imports every driver module already."""

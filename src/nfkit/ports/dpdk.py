@@ -50,9 +50,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..buffers import Mbuf, Mempool
+from ..devargs import PCI_ADDRESS
 from ..net import MacAddr
 from ..slots import SlotBatch
-from .base import Port, PortError, PortQueue, register_driver
+from .port import Driver, Port, PortError, PortQueue, via_dpdk
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import PortConfig, RuntimeConfig
@@ -63,7 +64,7 @@ __all__ = ["DpdkError", "DpdkUnavailable", "DpdkQueue", "DEVICE_PATTERN", "prepa
 log = logging.getLogger("nfkit.ports.dpdk")
 
 #: Devices the DPDK driver takes: PCI addresses and DPDK-style virtual device names.
-DEVICE_PATTERN = r"(?:[0-9A-Fa-f]{4}:)?[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]|net_[A-Za-z0-9_]+"
+DEVICE_PATTERN = PCI_ADDRESS.pattern + r"|net_[A-Za-z0-9_]+"
 
 #: The device counters a DPDK port exposes (``rte_eth_stats``), in the shim's order.
 HW_COUNTERS = ("ipackets", "opackets", "ibytes", "obytes", "imissed", "ierrors", "oerrors",
@@ -138,9 +139,10 @@ def _absolute_args(args: str | None, base_dir: Path | None) -> str | None:
 
 
 def _dpdk_port_configs(config: "RuntimeConfig") -> list["PortConfig"]:
-    from .base import uses_dpdk
-    backend = getattr(config, "backend", "auto")
-    return [p for p in config.ports if uses_dpdk(p.device, backend)]
+    """The ports ``config``'s ``backend`` sends to DPDK (the registry's rule, :func:`via_dpdk`,
+    for callers without a port plan)."""
+    return [p for p in config.ports
+            if via_dpdk(p.device, config.backend) and re.fullmatch(DEVICE_PATTERN, p.device)]
 
 
 def eal_args(config: "RuntimeConfig", ports: list["PortConfig"] | None = None,
@@ -218,10 +220,12 @@ def eal_initialised() -> bool:
     return _eal is not None and _eal.failed is None
 
 
-def prepare(config: "RuntimeConfig") -> None:
+def prepare(config: "RuntimeConfig", ports: list["PortConfig"] | None = None) -> None:
     """Initialise EAL and the DPDK mbuf pool for ``config`` when any of its ports goes
-    through DPDK (the runtime calls this before opening ports); a no-op otherwise."""
-    ports = _dpdk_port_configs(config)
+    through DPDK (the runtime calls this before opening ports, with the ports its plan sends
+    to DPDK; default: :func:`_dpdk_port_configs`); a no-op otherwise."""
+    if ports is None:
+        ports = _dpdk_port_configs(config)
     if ports:
         _init(config, ports)
 
@@ -616,4 +620,5 @@ def _open_typed(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> N
         raise DpdkError(f"port {cfg.name} ({cfg.device}): {type(exc).__name__}: {exc}") from exc
 
 
-register_driver(DEVICE_PATTERN, "dpdk", _open_typed)
+DRIVER = Driver("dpdk", DEVICE_PATTERN, _open_typed, backend="dpdk", prepare=prepare,
+                process_local="belong to the process that started DPDK's EAL")

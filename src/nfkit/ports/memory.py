@@ -19,7 +19,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ..buffers import Mbuf
-from .base import Port, PortError, PortQueue, not_applicable, register_driver
+from .port import Driver, Port, PortError, PortQueue, not_applicable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import PortConfig
@@ -116,4 +116,5 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
         port.queues[core] = MemoryQueue(port, core, i, rx, tx)
 
 
-register_driver(r"net_(ring|memory)\d+", "memory", _open)
+DRIVER = Driver("memory", r"net_(ring|memory)\d+", _open,
+                process_local="use in-process rings (net_ring/net_memory), which cannot cross processes")

@@ -18,7 +18,7 @@ import numpy as np
 from .. import _accel
 
 from ..buffers import Mbuf, Mempool
-from .base import Port, PortError, PortQueue, not_applicable, register_driver
+from .port import Driver, Port, PortError, PortQueue, not_applicable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import PortConfig
@@ -134,4 +134,4 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
             port.queues[core] = NullQueue(port, core, i, frame, copy)
 
 
-register_driver(r"net_null\d+", "null", _open)
+DRIVER = Driver("null", r"net_null\d+", _open)

@@ -54,7 +54,7 @@ import numpy as np
 from ..buffers import Mbuf, Mempool
 from ..linktype import DECODED, ETHERNET, LinkTypeError, describe, to_ethernet
 from ..pcap import PcapError, PcapFormatError, PcapReader, PcapWriteError, PcapWriter
-from .base import Port, PortError, PortQueue, not_applicable, register_driver
+from .port import Driver, Port, PortError, PortQueue, not_applicable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import PortConfig
@@ -442,4 +442,4 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
         raise PortError(f"port {cfg.name} ({cfg.device}): {exc}") from None
 
 
-register_driver(r"net_pcap\d+", "pcap", _open)
+DRIVER = Driver("pcap", r"net_pcap\d+", _open)
