@@ -16,6 +16,7 @@ import pytest
 from nfkit.config import (ConfigError, MempoolConfig, PortConfig, PortNotFound, RuntimeConfig,
                           is_pci_address, load_config, parse_device_args)
 from nfkit.errors import NfkitError
+from nfkit.ports._eal import capsule_eal_args
 
 # --------------------------------------------------------------------------------------------
 # capsule's example configs
@@ -166,7 +167,7 @@ def test_skeleton() -> None:
     assert (port.name, port.device, port.args, port.cores) == ("eth1", "net_ring0", None, [0])
     assert not port.is_pci
     assert_port_defaults(port)
-    assert cfg.to_eal_args() == ["skeleton", "--proc-type", "primary", "--file-prefix",
+    assert capsule_eal_args(cfg) == ["skeleton", "--proc-type", "primary", "--file-prefix",
                                  "skeleton", "--vdev", "net_ring0", "--main-lcore", "0",
                                  "-l", "0", "-v", "--log-level", "eal:8"]
 
@@ -177,7 +178,7 @@ def test_signals_has_no_ports() -> None:
     assert cfg.duration is None
     assert cfg.dpdk_args is None
     assert cfg.all_cores() == [0]
-    assert cfg.to_eal_args() == ["signals", "--proc-type", "primary", "--file-prefix",
+    assert capsule_eal_args(cfg) == ["signals", "--proc-type", "primary", "--file-prefix",
                                  "signals", "--main-lcore", "0", "-l", "0"]
 
 
@@ -191,7 +192,7 @@ def test_ping4d() -> None:
     assert port.device_args() == [("rx_pcap", "echo.pcap"), ("tx_iface", "lo")]
     assert_port_defaults(port)
     assert cfg.all_cores() == [0]
-    assert cfg.to_eal_args()[5:7] == ["--vdev", "net_pcap0,rx_pcap=echo.pcap,tx_iface=lo"]
+    assert capsule_eal_args(cfg)[5:7] == ["--vdev", "net_pcap0,rx_pcap=echo.pcap,tx_iface=lo"]
 
 
 def test_pktdump_two_ports() -> None:
@@ -215,7 +216,7 @@ def test_nat64_pci_devices() -> None:
         assert_port_defaults(port)  # the README's 512 descriptors are not in the toml
     assert cfg.duration is None
     assert cfg.all_cores() == [0, 1]
-    assert cfg.to_eal_args() == ["nat64", "--proc-type", "primary", "--file-prefix", "nat64",
+    assert capsule_eal_args(cfg) == ["nat64", "--proc-type", "primary", "--file-prefix", "nat64",
                                  "-a", "0000:00:08.0", "-a", "0000:00:09.0",
                                  "--main-lcore", "0", "-l", "0"]
 
@@ -263,7 +264,7 @@ def test_eal_args_order_matches_capsule_with_dpdk_22_11_spelling() -> None:
     #          --vdev net_pcap0,rx=lo,tx=lo --master-lcore 0 -l 0 -v --log-level eal:8
     expected = ("myapp --proc-type primary --file-prefix mygroup -a 0000:00:01.0 "
                 "--vdev net_pcap0,rx=lo,tx=lo --main-lcore 0 -l 0 -v --log-level eal:8")
-    assert load(EAL_TEST).to_eal_args() == expected.split(" ")
+    assert capsule_eal_args(load(EAL_TEST)) == expected.split(" ")
 
 
 def test_eal_args_secondary_prefix_pci_args_and_whitespace() -> None:
@@ -279,7 +280,7 @@ args = "ignored=for-pci"
 cores = [4]
 """)
     assert cfg.file_prefix == "second"
-    assert cfg.to_eal_args() == ["second", "--proc-type", "secondary", "--file-prefix",
+    assert capsule_eal_args(cfg) == ["second", "--proc-type", "secondary", "--file-prefix",
                                  "second", "-a", "0a:00.1", "--main-lcore", "3", "-l", "3",
                                  "--no-huge", "-m", "512", "--log-level=8"]
 
@@ -472,7 +473,8 @@ colour = "red"
                             "args, cores, rxd, txd, promiscuous, multicast, kni)"),
         ("duration", "expected a number of seconds (an integer >= 0), got true"),
         ("batch_size", "expected an integer from 1 to 4096, got 0"),
-        ("log_level", 'expected one of trace, debug, info, warning, error, got "verbose"'),
+        ("log_level", 'expected one of "trace", "debug", "info", "warning", "error", '
+                      'got "verbose"'),
         ("ports[1].name", "duplicate port name 'eth1' (already used by ports[0])"),
     ]
     lines = str(error).splitlines()
@@ -496,8 +498,8 @@ def test_duplicate_port_names_alone() -> None:
      "duration: expected a number of seconds (an integer >= 0), got -3"),
     ("master_core = 0\nbatch_size = 4097", "batch_size: expected an integer from 1 to 4096, "
                                            "got 4097"),
-    ("master_core = 0\nlog_level = 'INFO'", 'log_level: expected one of trace, debug, info, '
-                                            'warning, error, got "INFO"'),
+    ("master_core = 0\nlog_level = 'INFO'", 'log_level: expected one of "trace", "debug", '
+                                            '"info", "warning", "error", got "INFO"'),
     ("master_core = 0\n[mempool]\ncache_size = -1",
      "mempool.cache_size: expected an integer >= 0, got -1"),
 ])
@@ -712,3 +714,159 @@ def test_metrics_and_workers_errors_name_file_field_and_expected() -> None:
     ]
     assert errors_of(MINIMAL + 'ports = []\n[metrics]\nlisten = "h:70000"\n').errors == [
         ("metrics.listen", 'expected host:port (e.g. "127.0.0.1:9100"), got "h:70000"')]
+
+
+# --------------------------------------------------------------------------------------------
+# Error texts derived from the field declarations (#12): a limit is written once, in the model
+# --------------------------------------------------------------------------------------------
+
+def _toy_models() -> type:
+    """A model using every kind of declaration the config's models use, with limits that
+    appear nowhere else, so each message can only come from the declaration."""
+    from typing import Annotated, Literal
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from nfkit.config.messages import Noun
+
+    class Strict(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+
+    class Sub(Strict):
+        size: Annotated[int, Field(ge=3)] = 3
+
+    class Toy(Strict):
+        count: Annotated[int, Field(ge=7)] = 7
+        depth: Annotated[int, Field(ge=2, le=9)] = 2
+        cap: Annotated[int, Field(le=11)] = 0
+        below: Annotated[int, Field(lt=13)] = 0
+        ratio: Annotated[float, Field(gt=0.25, lt=0.75)] = 0.5
+        wait: Annotated[float, Field(ge=1, le=5), Noun("a number of seconds")] = 1.0
+        limit: Annotated[float, Field(gt=0, le=17), Noun("a number of seconds")] = 1.0
+        slot: Annotated[int, Field(ge=5), Noun("a slot")] = 5
+        label: Annotated[str, Field(min_length=1)] = "x"
+        short: Annotated[str, Field(max_length=3)] = ""
+        place: Annotated[str, Field(min_length=1), Noun("a directory")] | None = None
+        slots: Annotated[list[Annotated[int, Field(ge=5), Noun("a slot")]],
+                         Field(min_length=1)] = [5]
+        names: list[str] = []
+        mode: Literal["fast", "slow"] = "fast"
+        on: bool = False
+        sub: Sub = Sub()
+        subs: list[Sub] = []
+
+    return Toy
+
+
+@pytest.mark.parametrize("key, value, path, expected", [
+    ("count", 6, "count", "an integer >= 7"),
+    ("depth", 10, "depth", "an integer from 2 to 9"),
+    ("cap", 12, "cap", "an integer at most 11"),
+    ("below", 13, "below", "an integer < 13"),
+    ("ratio", 0.8, "ratio", "a number (> 0.25, < 0.75)"),
+    ("wait", 6.0, "wait", "a number of seconds from 1 to 5"),
+    ("limit", 0.0, "limit", "a number of seconds (> 0, at most 17)"),
+    ("slot", 4, "slot", "a slot (an integer >= 5)"),
+    ("slot", "5", "slot", "a slot (an integer >= 5)"),
+    ("label", "", "label", "a non-empty string"),
+    ("short", "abcd", "short", "a string of at most 3 characters"),
+    ("place", "", "place", "a directory (a non-empty string)"),
+    ("slots", [], "slots", "a non-empty list of slots"),
+    ("slots", [5, 1], "slots[1]", "a slot (an integer >= 5)"),
+    ("names", [1], "names[0]", "a string"),
+    ("mode", "medium", "mode", 'one of "fast", "slow"'),
+    ("on", 1, "on", "a boolean"),
+    ("sub", 1, "sub", "a table"),
+    ("sub", {"size": 2}, "sub.size", "an integer >= 3"),
+    ("subs", {"size": 3}, "subs", "an array of tables ([[subs]])"),
+    ("subs", [1], "subs[0]", "a table"),
+])
+def test_error_text_derives_from_the_declaration(key: str, value: object, path: str,
+                                                 expected: str) -> None:
+    """Each kind of constraint gives a message naming the file, the field and what the field
+    declaration expects, with no table of texts to keep in step."""
+    from pydantic import ValidationError
+
+    from nfkit.config.messages import problems
+    from nfkit.config.toml import render
+
+    toy = _toy_models()
+    with pytest.raises(ValidationError) as info:
+        toy.model_validate({key: value})
+    error = ConfigError("toy.toml", problems(info.value, toy))
+    got = render(info.value.errors()[0]["input"])
+    assert error.errors == [(path, f"expected {expected}, got {got}")]
+    assert str(error) == f"toy.toml: {path}: expected {expected}, got {got}"
+
+
+def _constrained_fields() -> list[tuple[dict[str, object], str, str]]:
+    """``(raw config, field path, limit)`` for every numeric limit of the real models: a value
+    just past the limit, where the field lives."""
+    from annotated_types import Ge, Gt, Le, Lt
+    from pydantic import BaseModel
+
+    from nfkit.config import MetricsConfig, WorkersConfig
+    base: dict[str, object] = {"app_name": "a", "master_core": 0, "ports": []}
+    port = {"name": "p", "device": "net_null0", "cores": [0]}
+    cases = []
+    tables: list[tuple[type[BaseModel], str]] = [
+        (RuntimeConfig, ""), (MempoolConfig, "mempool"), (MetricsConfig, "metrics"),
+        (WorkersConfig, "workers"), (PortConfig, "ports[0]")]
+    for model, where in tables:
+        for name, info in model.model_fields.items():
+            for limit in info.metadata:
+                past = {Ge: lambda n: n - 1, Gt: lambda n: n, Le: lambda n: n + 1,
+                        Lt: lambda n: n}.get(type(limit))
+                if past is None:
+                    continue
+                number = getattr(limit, type(limit).__name__.lower())  # Ge(ge=0).ge
+                bad = past(number)
+                if info.annotation is float:
+                    bad = float(bad)
+                raw = {**base}
+                if where == "ports[0]":
+                    raw["ports"] = [{**port, name: bad}]
+                elif where:
+                    raw[where] = {name: bad}
+                else:
+                    raw[name] = bad
+                cases.append((raw, f"{where}.{name}" if where else name, str(number)))
+    return cases
+
+
+def test_every_numeric_limit_of_the_config_is_in_its_message() -> None:
+    cases = _constrained_fields()
+    assert len(cases) >= 12  # batch_size (2), rxd, txd, capacity, cache_size, the workers' ...
+    for raw, path, limit in cases:
+        with pytest.raises(ConfigError) as info:
+            RuntimeConfig.from_mapping(raw, "app.toml")
+        [(field, message)] = info.value.errors
+        assert field == path
+        assert re.search(rf"(?<![\d.]){re.escape(limit)}(?![\d.])", message), (path, message)
+        assert str(info.value).startswith(f"app.toml: {path}: expected ")
+
+
+def test_no_hand_kept_table_of_expected_texts() -> None:
+    """The "expected" texts come from the declarations: the old per-path table is gone."""
+    import nfkit.config.messages as messages
+    assert not any(isinstance(v, dict) and ("batch_size",) in v for v in vars(messages).values())
+
+
+def test_eal_argv_lives_with_the_dpdk_driver() -> None:
+    """config keeps the schema; the EAL argv is built next to the DPDK driver (#12)."""
+    from nfkit.ports._eal import capsule_eal_args
+    assert not hasattr(RuntimeConfig, "to_eal_args")
+    assert capsule_eal_args(load(SIGNALS))[:5] == ["signals", "--proc-type", "primary",
+                                                   "--file-prefix", "signals"]
+
+
+def test_log_levels_declared_once() -> None:
+    """The config's log_level, `nfkit run --log-level` and the Literal are one declaration."""
+    from typing import get_args
+
+    import nfkit.cli
+    from nfkit.config import LOG_LEVELS, LogLevel
+    from nfkit.log_levels import LOG_LEVELS as declared
+    assert LOG_LEVELS is declared and get_args(LogLevel) == declared
+    assert nfkit.cli.LOG_LEVELS is declared
+    assert RuntimeConfig.model_fields["log_level"].annotation is LogLevel

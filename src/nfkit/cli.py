@@ -26,11 +26,11 @@ from typing import Any, Callable
 import click
 
 from . import __version__
+from .log_levels import LOG_LEVELS
 
 __all__ = ["main", "load_app", "run_app"]
 
 log = logging.getLogger("nfkit.cli")
-LOG_LEVELS = ["trace", "debug", "info", "warning", "error"]
 
 
 class AppError(click.ClickException):

@@ -45,11 +45,12 @@ import socket
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .batch import PipelineStats
 from .errors import NfkitError
+from .ports.base import PortCounters
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runtime import Runtime
@@ -59,8 +60,8 @@ __all__ = ["MetricsError", "Snapshot", "SnapshotSlots", "Metrics", "MetricsServe
 
 log = logging.getLogger("nfkit.metrics")
 
-PORT_FIELDS = ("rx_packets", "rx_octets", "tx_packets", "tx_octets", "rx_dropped", "tx_dropped",
-               "rx_errors", "tx_errors")
+#: The per-queue port counters, as :class:`~nfkit.ports.base.PortCounters` declares them.
+PORT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PortCounters))
 PIPELINE_FIELDS: tuple[str, ...] = PipelineStats.__slots__
 
 

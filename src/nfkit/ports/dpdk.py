@@ -9,8 +9,8 @@ sends every port here, ``"native"`` none.
 How it works, in capsule's order (capsule-0.1.5 sections 1.2 and 2.1):
 
 1. :func:`prepare` (called by the runtime before any port opens) initialises EAL once per
-   process with :meth:`RuntimeConfig.to_eal_args` of the DPDK ports -- app name, primary /
-   secondary, file prefix, main core, ``-a`` for PCI and ``--vdev`` for virtual devices,
+   process with :func:`~nfkit.ports._eal.capsule_eal_args` of the DPDK ports -- app name,
+   primary / secondary, file prefix, main core, ``-a`` for PCI and ``--vdev`` for virtual devices,
    ``dpdk_args`` last -- plus what nfkit adds: ``--no-huge -m <MiB>`` when no hugepages are
    mounted and free (logged), ``--no-pci`` when no DPDK port is a PCI device, and absolute
    paths for relative ``rx_pcap``/``tx_pcap`` files (nfkit takes them from the config's
@@ -150,7 +150,7 @@ def eal_args(config: "RuntimeConfig", ports: list["PortConfig"] | None = None,
     """The EAL argv for ``config``'s DPDK ports (``ports``; default: the ones its
     ``backend`` sends to DPDK), and what nfkit added to capsule's mapping (for the log).
 
-    capsule's mapping is :meth:`RuntimeConfig.to_eal_args` of a copy of the config holding
+    capsule's mapping is :func:`~nfkit.ports._eal.capsule_eal_args` of a copy of the config holding
     only those ports (native ones must not be created a second time inside DPDK).
     """
     if ports is None:
@@ -159,7 +159,8 @@ def eal_args(config: "RuntimeConfig", ports: list["PortConfig"] | None = None,
     fixed = [p.model_copy(update={"args": _absolute_args(p.args, base_dir)}) if not p.is_pci
              else p for p in ports]
     sub = config.model_copy(update={"ports": fixed})
-    argv = sub.to_eal_args()
+    from ._eal import capsule_eal_args
+    argv = capsule_eal_args(sub)
     user = argv[argv.index("-l") + 2:]          # the dpdk_args tokens
     head = argv[:argv.index("-l") + 2]
     added: list[str] = []

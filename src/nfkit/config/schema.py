@@ -1,4 +1,4 @@
-"""nfkit's runtime configuration: a TOML file validated into pydantic models.
+"""The config schema: the TOML file's tables and keys as pydantic models, and loading.
 
 The file format is capsule's (``capsule::config``), so every capsule example config loads
 unchanged, plus three nfkit keys.  A minimal file::
@@ -30,7 +30,8 @@ Where nfkit deliberately differs from capsule:
 * PCI addresses may use hexadecimal digits and may omit the domain (``0000:0a:00.0``,
   ``0a:00.0``).  capsule's pattern accepts decimal digits only, so it passed such devices to
   ``--vdev`` as if they were virtual devices, which cannot work.
-* :meth:`RuntimeConfig.to_eal_args` spells the options the DPDK 22.11 way (see there).
+* The EAL argv (:func:`nfkit.ports._eal.capsule_eal_args`, next to the DPDK driver) spells
+  the options the DPDK 22.11 way (see there).
 * Every problem is reported at once, one line each, naming the file, the field and what was
   expected: a :class:`ConfigError`.
 
@@ -44,127 +45,31 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (BaseModel, PrivateAttr, ConfigDict, Field, ValidationError, ValidationInfo,
                       field_validator)
-from pydantic_core import PydanticCustomError
 
-from .devargs import DevargsError, is_pci_address, split_device_args
-from .errors import NfkitError
+from ..log_levels import LogLevel
+from . import toml
+from .devargs import DevargsProblem, is_pci_address, parse_device_args, split_devargs
+from .messages import ConfigError, Noun, PortNotFound, describe_toml_error, invalid, \
+    invalid_many
+from .messages import problems as _problems
 
-__all__ = [
-    "ConfigError",
-    "PortNotFound",
-    "MempoolConfig",
-    "MetricsConfig",
-    "WorkersConfig",
-    "PortConfig",
-    "RuntimeConfig",
-    "LogLevel",
-    "load_config",
-    "parse_device_args",
-    "is_pci_address",
-]
-
-#: The log levels nfkit understands, from the most to the least verbose.
-LogLevel = Literal["trace", "debug", "info", "warning", "error"]
-_LOG_LEVELS: tuple[str, ...] = ("trace", "debug", "info", "warning", "error")
+__all__ = ["MempoolConfig", "MetricsConfig", "WorkersConfig", "PortConfig", "RuntimeConfig",
+           "Backend", "CoreId", "load_config"]
 
 #: Which ports go through DPDK: PCI ones only (auto), all of them, or none.
 Backend = Literal["auto", "dpdk", "native"]
 
 #: A CPU core id as EAL and the OS number it (DPDK's lcore id == the CPU id here).
-CoreId = Annotated[int, Field(ge=0)]
+CoreId = Annotated[int, Field(ge=0), Noun("a core id")]
 
-# The whitespace Rust's split_ascii_whitespace splits dpdk_args on (no vertical tab).
-_ASCII_WHITESPACE = re.compile(r"[ \t\n\x0c\r]+")
-# tomllib appends the position of a syntax error to its message in one of these two forms.
-_TOML_POSITION = re.compile(r"^(?P<reason>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$",
-                            re.DOTALL)
-_TOML_AT_END = re.compile(r"^(?P<reason>.*) \(at end of document\)$", re.DOTALL)
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-
-class ConfigError(NfkitError, ValueError):
-    """A configuration could not be read, parsed or validated.
-
-    ``path`` is the file (or the ``source`` label given for text) and ``errors`` every problem
-    found, as ``(field_path, message)`` pairs such as ``("ports[0].cores", "expected a non-empty
-    list of core ids, got []")``.  ``field_path`` is ``""`` for problems with the file as a
-    whole (unreadable, not TOML).  The exception's text has one line per problem, each
-    starting with the file, so it can be printed as is (an unknown-field message already says
-    where the field is, so its line omits the field path).  It is also a :class:`ValueError`,
-    and it pickles, so it can cross process boundaries.
-    """
-
-    def __init__(self, path: str, errors: Sequence[tuple[str, str]]) -> None:
-        self.path = path
-        self.errors: list[tuple[str, str]] = list(errors)
-        super().__init__("\n".join(_format_problem(path, field, message)
-                                   for field, message in self.errors))
-
-    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, list[tuple[str, str]]]]:
-        """Rebuild from ``path`` and ``errors`` (the default would pass the message only)."""
-        return type(self), (self.path, self.errors)
-
-
-def _format_problem(path: str, field: str, message: str) -> str:
-    """One line of a :class:`ConfigError`: ``file: field: message``.
-
-    An unknown-field message already says where the field is ("... in ports[1]"), so it is
-    printed without the field path rather than repeating it.
-    """
-    if not field or message.startswith("unknown field "):
-        return f"{path}: {message}"
-    return f"{path}: {field}: {message}"
-
-
-class PortNotFound(NfkitError, KeyError):
-    """:meth:`RuntimeConfig.port` was asked for a name no port has (capsule's
-    ``PortError::NotFound``).  It is also a :class:`KeyError`."""
-
-    def __init__(self, name: str, known: Sequence[str]) -> None:
-        super().__init__(name)
-        self.name = name
-        self.known = list(known)
-
-    def __reduce__(self) -> tuple[type[PortNotFound], tuple[str, list[str]]]:
-        """Rebuild from ``name`` and ``known`` (the default would pass the name only)."""
-        return type(self), (self.name, self.known)
-
-    def __str__(self) -> str:
-        known = ", ".join(self.known) if self.known else "none"
-        return f"port {self.name!r} is not found (known ports: {known})"
-
-
-# --------------------------------------------------------------------------------------------
-# Device arguments and PCI addresses
-# --------------------------------------------------------------------------------------------
-
-def parse_device_args(args: str | None, *, source: str = "<string>",
-                      field: str = "args") -> list[tuple[str, str]]:
-    """Split DPDK devargs such as ``"rx_pcap=a.pcap,tx_pcap=b.pcap"`` into ordered pairs.
-
-    Returns ``[("rx_pcap", "a.pcap"), ("tx_pcap", "b.pcap")]``; ``None`` or ``""`` gives
-    ``[]``.  Keys may repeat (``rx_pcap=a.pcap,rx_pcap=b.pcap`` opens two rx queues in DPDK's
-    pcap driver), so the result is a list rather than a dict.  Commas inside ``[...]`` do not
-    split, and empty items are skipped, both as DPDK does.
-
-    Raises :class:`ConfigError` naming the malformed item (no ``=``, an empty or odd key, an
-    empty value, unbalanced brackets); ``source`` and ``field`` label the error.
-    """
-    if not args:
-        return []
-    try:
-        return split_device_args(args)
-    except DevargsError as problem:
-        raise ConfigError(source, [(field, str(problem))]) from None
+#: Seconds, in messages: "a number of seconds (> 0, at most 60)".
+_SECONDS = Noun("a number of seconds")
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,8 +113,8 @@ class MetricsConfig(_Strict):
     its counters to the shared snapshot the endpoint reads (seconds).
     """
 
-    listen: str | None = None
-    interval: Annotated[float, Field(gt=0, le=60)] = 0.5
+    listen: Annotated[str, Noun("host:port")] | None = None
+    interval: Annotated[float, Field(gt=0, le=60), _SECONDS] = 0.5
 
     @field_validator("listen")
     @classmethod
@@ -219,8 +124,7 @@ class MetricsConfig(_Strict):
             return None
         m = _LISTEN.fullmatch(listen)
         if m is None or int(m["port"]) > 65535:
-            raise PydanticCustomError("listen", "expected host:port (e.g. \"127.0.0.1:9100\"), "
-                                      "got {value}", {"value": _render(listen)})
+            raise invalid(f'expected host:port (e.g. "127.0.0.1:9100"), got {toml.render(listen)}')
         return listen
 
     def address(self) -> tuple[str, int]:
@@ -256,12 +160,12 @@ class WorkersConfig(_Strict):
 
     mode: Literal["auto", "processes", "single"] = "auto"
     busy_poll: bool = False
-    idle_sleep: Annotated[float, Field(ge=0, le=1)] = 0.0005
+    idle_sleep: Annotated[float, Field(ge=0, le=1), _SECONDS] = 0.0005
     idle_polls: Annotated[int, Field(ge=0)] = 16
     restart: Literal["never", "on-failure"] = "never"
     max_restarts: Annotated[int, Field(ge=0)] = 3
-    stop_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
-    start_timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    stop_timeout: Annotated[float, Field(gt=0, le=600), _SECONDS] = 5.0
+    start_timeout: Annotated[float, Field(gt=0, le=3600), _SECONDS] = 60.0
 
 
 class PortConfig(_Strict):
@@ -300,10 +204,9 @@ class PortConfig(_Strict):
         device = info.data.get("device")
         if args is not None and isinstance(device, str) and not is_pci_address(device):
             try:
-                split_device_args(args)
-            except DevargsError as problem:
-                raise PydanticCustomError("devargs", "{detail}",
-                                          {"detail": str(problem)}) from None
+                split_devargs(args)
+            except DevargsProblem as problem:
+                raise invalid(str(problem)) from None
         return args
 
     @property
@@ -400,7 +303,6 @@ class RuntimeConfig(_Strict):
 
     @property
     def base_dir(self) -> Path | None:
-        """The directory of the config file (relative paths in it are taken from there); None for a config made from text."""
         return self._base_dir
 
     def __eq__(self, other: object) -> bool:
@@ -419,13 +321,13 @@ class RuntimeConfig(_Strict):
     mempool: MempoolConfig = Field(default_factory=MempoolConfig)
     ports: list[PortConfig]
     dpdk_args: str | None = None
-    duration: Annotated[int, Field(ge=0)] | None = None
+    duration: Annotated[int, Field(ge=0), _SECONDS] | None = None
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
     log_level: LogLevel = "info"
     stop_when_drained: bool = False
     backend: Backend = "auto"
     pcap_dump: bool = False
-    pcap_dump_dir: Annotated[str, Field(min_length=1)] | None = None
+    pcap_dump_dir: Annotated[str, Field(min_length=1), Noun("a directory")] | None = None
     fail_on_abort: bool = False
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
@@ -442,10 +344,7 @@ class RuntimeConfig(_Strict):
         """Port names are the keys pipelines are attached by, so two ports cannot share one."""
         problems = _duplicate_port_names(port.name for port in ports)
         if problems:
-            raise PydanticCustomError("duplicate_port_name", "{detail}", {
-                "detail": "; ".join(f"{path}: {message}" for path, message in problems),
-                "problems": problems,
-            })
+            raise invalid_many(problems)
         return ports
 
     # -- construction --------------------------------------------------------------------------
@@ -456,7 +355,7 @@ class RuntimeConfig(_Strict):
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(source, [("", _describe_toml_error(exc, text))]) from None
+            raise ConfigError(source, [("", describe_toml_error(exc, text))]) from None
         return cls.from_mapping(data, source)
 
     @classmethod
@@ -468,16 +367,16 @@ class RuntimeConfig(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = _translate(exc)
+            found = _problems(exc, cls)
         # Pydantic skips the port-name check when any port is invalid; run it on the raw data
         # so one pass reports everything.
         raw_ports = data.get("ports") if isinstance(data, Mapping) else None
         if isinstance(raw_ports, list):
             raw_names = [p.get("name") if isinstance(p, Mapping) else None for p in raw_ports]
             for problem in _duplicate_port_names(raw_names):
-                if problem not in problems:
-                    problems.append(problem)
-        raise ConfigError(source, problems)
+                if problem not in found:
+                    found.append(problem)
+        raise ConfigError(source, found)
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -501,44 +400,6 @@ class RuntimeConfig(_Strict):
         """The EAL shared-memory file prefix: ``app_group``, else ``app_name``."""
         return self.app_group if self.app_group is not None else self.app_name
 
-    def to_eal_args(self) -> list[str]:
-        """The EAL argv, in capsule's order, with DPDK 22.11 option names.
-
-        1. ``app_name --proc-type primary|secondary --file-prefix <app_group or app_name>``
-        2. per port, in order: ``-a <pci>`` for a PCI device (its ``args`` are not passed, as
-           in capsule), else ``--vdev <device>[,<args>]``
-        3. ``--main-lcore <master_core> -l <master_core>``: EAL only knows the main core; the
-           runtime pins its other threads itself
-        4. the ``dpdk_args`` tokens, split on ASCII whitespace (no shell quoting)
-
-        capsule targeted DPDK 19.11; nfkit targets 22.11.  DPDK 20.11 renamed two of these
-        options (the old names became deprecated; the PCI whitelist ones were removed in 21.11):
-
-        ==============================  =========================
-        capsule (DPDK 19.11)            nfkit (DPDK 22.11)
-        ==============================  =========================
-        ``--pci-whitelist <pci>``       ``-a <pci>`` (``--allow``)
-        ``--master-lcore <n>``          ``--main-lcore <n>``
-        ==============================  =========================
-
-        Everything else is spelled as in capsule.  Option names inside ``dpdk_args`` are
-        passed through untouched, so an old spelling there reaches DPDK as written.
-        """
-        argv = [self.app_name,
-                "--proc-type", "secondary" if self.secondary else "primary",
-                "--file-prefix", self.file_prefix]
-        for port in self.ports:
-            if port.is_pci:
-                argv += ["-a", port.device]
-            elif port.args:
-                argv += ["--vdev", f"{port.device},{port.args}"]
-            else:
-                argv += ["--vdev", port.device]
-        argv += ["--main-lcore", str(self.master_core), "-l", str(self.master_core)]
-        if self.dpdk_args:
-            argv += [token for token in _ASCII_WHITESPACE.split(self.dpdk_args) if token]
-        return argv
-
     # -- output --------------------------------------------------------------------------------
 
     def dump(self, *, exclude_defaults: bool = False) -> str:
@@ -547,51 +408,10 @@ class RuntimeConfig(_Strict):
         By default every field is written, defaults included, so the text shows the effective
         configuration; ``exclude_defaults=True`` writes only what differs (``app_name``,
         ``master_core`` and ``ports``, which have no default, are always written).  Absent
-        optional values (``None``) are left out, as TOML has no null.
+        optional values (``None``) are left out, as TOML has no null.  See
+        :func:`nfkit.config.toml.dump`.
         """
-        lines: list[str] = []
-        for field, value in self._items(self, exclude_defaults, always={"app_name",
-                                                                        "master_core"}):
-            if field in ("mempool", "metrics", "workers"):
-                continue
-            if field == "ports":
-                if not self.ports:
-                    lines.append("ports = []")
-                continue
-            lines.append(f"{field} = {_render(value)}")
-
-        mempool = [f"{field} = {_render(value)}"
-                   for field, value in self._items(self.mempool, exclude_defaults)]
-        if mempool:
-            lines += ["", "[mempool]", *mempool]
-        for table in ("metrics", "workers"):
-            items = [f"{field} = {_render(value)}"
-                     for field, value in self._items(getattr(self, table), exclude_defaults)]
-            if items:
-                lines += ["", f"[{table}]", *items]
-        for port in self.ports:
-            lines += ["", "[[ports]]"]
-            lines += [f"{field} = {_render(value)}"
-                      for field, value in self._items(port, exclude_defaults,
-                                                      always={"name", "device", "cores"})]
-        return "\n".join(lines) + "\n"
-
-    @staticmethod
-    def _items(model: BaseModel, exclude_defaults: bool,
-               always: frozenset[str] | set[str] = frozenset()) -> Iterable[tuple[str, Any]]:
-        """``(field, value)`` of ``model`` in declaration order, for :meth:`dump`."""
-        for field, info in type(model).model_fields.items():
-            value = getattr(model, field)
-            if value is None:
-                continue
-            if exclude_defaults and field not in always and field != "ports":
-                if info.default_factory is not None:
-                    default = info.default_factory()  # type: ignore[call-arg]
-                else:
-                    default = info.default
-                if value == default:
-                    continue
-            yield field, value
+        return toml.dump(self, exclude_defaults=exclude_defaults)
 
     def __str__(self) -> str:
         parts = [f"{self.app_name}: master core {self.master_core}"]
@@ -631,168 +451,3 @@ def load_config(path: str | os.PathLike[str]) -> RuntimeConfig:
     cfg = RuntimeConfig.from_toml_text(text, source)
     cfg._base_dir = Path(path).resolve().parent
     return cfg
-
-
-# --------------------------------------------------------------------------------------------
-# Error translation and TOML rendering
-# --------------------------------------------------------------------------------------------
-
-def _describe_toml_error(exc: tomllib.TOMLDecodeError, text: str) -> str:
-    """``line L, column C: invalid TOML (reason)`` from tomllib's message.
-
-    tomllib (Python 3.11) has no position attributes; it appends ``(at line L, column C)`` or
-    ``(at end of document)`` to the message.  The latter is turned into the position just
-    after the last character, so every syntax error reads the same way.
-    """
-    message = str(exc)
-    match = _TOML_POSITION.match(message)
-    if match:
-        return (f"line {match['line']}, column {match['col']}: "
-                f"invalid TOML ({match['reason']})")
-    match = _TOML_AT_END.match(message)
-    if match:
-        line = text.count("\n") + 1
-        column = len(text) - (text.rfind("\n") + 1) + 1
-        return f"line {line}, column {column}: invalid TOML ({match['reason']}, at end of file)"
-    return f"invalid TOML ({message})"
-
-
-def _field_path(loc: Sequence[int | str]) -> str:
-    """``("ports", 0, "cores")`` -> ``"ports[0].cores"``."""
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else part
-    return path
-
-
-# What each field expects, in words, for error messages; "[]" stands for a list index.
-_EXPECTED: dict[tuple[str, ...], str] = {
-    ("app_name",): "a string",
-    ("secondary",): "a boolean",
-    ("app_group",): "a string",
-    ("master_core",): "a core id (an integer >= 0)",
-    ("cores",): "a list of core ids",
-    ("cores", "[]"): "a core id (an integer >= 0)",
-    ("mempool",): "a table",
-    ("mempool", "capacity"): "an integer >= 1",
-    ("mempool", "cache_size"): "an integer >= 0",
-    ("ports",): "an array of tables ([[ports]])",
-    ("ports", "[]"): "a table",
-    ("ports", "[]", "name"): "a non-empty string",
-    ("ports", "[]", "device"): "a string",
-    ("ports", "[]", "args"): "a string",
-    ("ports", "[]", "cores"): "a non-empty list of core ids",
-    ("ports", "[]", "cores", "[]"): "a core id (an integer >= 0)",
-    ("ports", "[]", "rxd"): "an integer >= 1",
-    ("ports", "[]", "txd"): "an integer >= 1",
-    ("ports", "[]", "promiscuous"): "a boolean",
-    ("ports", "[]", "multicast"): "a boolean",
-    ("ports", "[]", "kni"): "a boolean",
-    ("dpdk_args",): "a string",
-    ("duration",): "a number of seconds (an integer >= 0)",
-    ("batch_size",): "an integer from 1 to 4096",
-    ("log_level",): "one of " + ", ".join(_LOG_LEVELS),
-    ("stop_when_drained",): "a boolean",
-    ("backend",): 'one of "auto", "dpdk", "native"',
-    ("pcap_dump",): "a boolean",
-    ("pcap_dump_dir",): "a non-empty string (a directory)",
-    ("fail_on_abort",): "a boolean",
-    ("metrics",): "a table",
-    ("metrics", "interval"): "a number of seconds (> 0, at most 60)",
-    ("metrics", "listen"): 'a string "host:port"',
-    ("workers",): "a table",
-    ("workers", "mode"): 'one of "auto", "processes", "single"',
-    ("workers", "busy_poll"): "a boolean",
-    ("workers", "idle_sleep"): "a number of seconds from 0 to 1",
-    ("workers", "idle_polls"): "an integer >= 0",
-    ("workers", "restart"): 'one of "never", "on-failure"',
-    ("workers", "max_restarts"): "an integer >= 0",
-    ("workers", "stop_timeout"): "a number of seconds (> 0, at most 600)",
-    ("workers", "start_timeout"): "a number of seconds (> 0, at most 3600)",
-}
-
-# The model each table path validates into, to list its fields in unknown-field messages.
-_TABLES: dict[tuple[str, ...], type[BaseModel]] = {
-    (): RuntimeConfig,
-    ("mempool",): MempoolConfig,
-    ("metrics",): MetricsConfig,
-    ("workers",): WorkersConfig,
-    ("ports", "[]"): PortConfig,
-}
-
-
-def _translate(exc: ValidationError) -> list[tuple[str, str]]:
-    """pydantic's errors as nfkit's ``(field_path, message)`` pairs, in pydantic's order."""
-    problems: list[tuple[str, str]] = []
-    for error in exc.errors():
-        loc = tuple(error["loc"])
-        shape = tuple("[]" if isinstance(part, int) else part for part in loc)
-        kind = error["type"]
-        path = _field_path(loc)
-        if kind == "missing":
-            message = "field required"
-        elif kind == "extra_forbidden":
-            parent = shape[:-1]
-            model = _TABLES.get(parent)
-            known = ", ".join(model.model_fields) if model else "?"
-            where = f"in {_field_path(loc[:-1])}" if parent else "at the top level"
-            message = f"unknown field {str(loc[-1])!r} {where} (known fields: {known})"
-        elif kind == "duplicate_port_name":
-            problems += [p for p in error["ctx"]["problems"] if p not in problems]
-            continue
-        elif kind == "devargs":
-            message = error["ctx"]["detail"]
-        elif kind == "listen":
-            message = error["msg"]
-        elif shape in _EXPECTED:
-            message = f"expected {_EXPECTED[shape]}, got {_render(error['input'])}"
-        else:  # a shape this table does not know: fall back to pydantic's own words
-            message = f"{error['msg']}, got {_render(error['input'])}"
-        problems.append((path, message))
-    return problems
-
-
-_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n",
-                 "\f": "\\f", "\r": "\\r"}
-
-
-def _render(value: Any) -> str:
-    """``value`` written as TOML, for :meth:`RuntimeConfig.dump` and for "got ..." in error
-    messages (so the user sees their value as they would type it)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and value != value:
-            return "nan"
-        if isinstance(value, float) and value in (float("inf"), float("-inf")):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        escaped = "".join(
-            _TOML_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7f
-                                      else ch)
-            for ch in value)
-        return f'"{escaped}"'
-    if isinstance(value, BaseModel):
-        value = value.model_dump(exclude_none=True)
-    if isinstance(value, Mapping):
-        if not value:
-            return "{}"
-        return "{ " + ", ".join(f"{_render_key(k)} = {_render(v)}"
-                                for k, v in value.items()) + " }"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_render(item) for item in value) + "]"
-    if hasattr(value, "isoformat"):  # TOML dates and times
-        return value.isoformat()
-    return repr(value)
-
-
-def _render_key(key: object) -> str:
-    """A TOML key: bare when it can be, else quoted."""
-    text = str(key)
-    if re.fullmatch(r"[A-Za-z0-9_-]+", text):
-        return text
-    return _render(text)
