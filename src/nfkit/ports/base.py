@@ -320,14 +320,14 @@ def prepare_backends(config: "RuntimeConfig") -> None:
 def known_drivers() -> list[str]:
     """Every registered driver with its device pattern, nfkit's own first (in a fixed
     order, whatever order their modules were imported in), DPDK last."""
-    order = ("memory", "null", "pcap", "af_packet", "tap")
+    order = ("memory", "null", "pcap", "af_packet", "af_xdp", "tap")
     native = sorted(_candidates("native"),
                     key=lambda d: order.index(d[1]) if d[1] in order else len(order))
     return [f"{name} ({rx.pattern})" for rx, name, _ in native + _candidates("dpdk")]
 
 
 #: nfkit.ports modules that register drivers when imported
-BUILTIN_DRIVER_MODULES = ("memory", "null", "pcap_port", "af_packet", "tap", "dpdk")
+BUILTIN_DRIVER_MODULES = ("memory", "null", "pcap_port", "af_packet", "af_xdp", "tap", "dpdk")
 
 
 def _load_builtin_drivers() -> None:
