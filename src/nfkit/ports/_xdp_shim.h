@@ -57,6 +57,15 @@ int nx_tx(struct nx_queue *q, int32_t *slots, uint32_t n, const uint32_t *data_o
  * rx_fill_ring_empty_descs, tx_ring_empty_descs; plus the kicks this queue made.  0/-errno. */
 int nx_stats(struct nx_queue *q, uint64_t *out7);
 
+/* Which of queues 0..nq-1 of ifindex have a socket in the XSK map of program prog_id
+ * (bound[q] = 1): the program is test-run (BPF_PROG_TEST_RUN) as if a frame arrived on each
+ * queue, and redirects where a socket is.  Returns how many are bound, or -errno. */
+int nx_bound_queues(int ifindex, uint32_t prog_id, uint32_t nq, uint8_t *bound);
+
+/* Detach program prog_id from ifindex if it is still the one attached (an atomic replace of
+ * exactly that program: one attached meanwhile is left alone).  0 or -errno. */
+int nx_detach(int ifindex, uint32_t prog_id);
+
 /* Delete the socket (libxdp detaches its program with the last socket) and the UMEM. */
 void nx_close(struct nx_queue *q);
 

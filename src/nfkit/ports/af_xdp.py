@@ -49,6 +49,7 @@ import logging
 import os
 import socket
 import struct
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -80,6 +81,10 @@ _KNOWN_ARGS = ("iface", "start_queue", "queue_count", "force_copy", "zero_copy",
                "busy_budget")
 #: a completion reap takes at most this many per call (the rest wait for the next burst)
 _DONE_MAX = 4096
+#: how long a full TX ring is retried before the rest of a burst is dropped (s), as AF_PACKET
+TX_RETRY_S = 0.0005
+#: how long a queue the kernel still releases (a socket of a killed process) is retried (s)
+BUSY_RETRY_S = 2.0
 
 
 class XdpUnavailable(PortError):
@@ -192,19 +197,43 @@ class AfXdpQueue(PortQueue):
             return 0
         if pool is not self.pool:            # not in this UMEM: copy into slots that are
             return self._tx_foreign(pool, slots)
+        # The TX ring full: the kernel (copy mode) sends on the kick, so retry while it
+        # takes some, for at most TX_RETRY_S; what is left is dropped by the caller.
+        total = len(slots)
+        done = 0
+        deadline = 0.0
+        while done < total:
+            sent, rejected = self._tx_burst(slots[done:])
+            done += sent
+            if rejected:                     # [sent | rejected | untried]: rejected to the end
+                rest = slots[done:]
+                slots[done:] = np.concatenate((rest[rejected:], rest[:rejected]))
+                total -= rejected
+            if done >= total:
+                break
+            if not sent:
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + TX_RETRY_S
+                elif now >= deadline:
+                    break
+        return done
+
+    def _tx_burst(self, slots: np.ndarray) -> tuple[int, int]:
+        """One shim call: (sent, rejected); ``slots`` reordered [sent | rejected | untried]."""
         n = min(len(slots), len(self._txbuf))
         self._txbuf[:n] = slots[:n]
         u = self._u32
         sent = self.lib.nx_tx(self._h, self._p_tx, n, self._p_off, self._p_len, self.max_len,
                               u, self._p_done, _DONE_MAX, u + 1, self._p_owned)
         rejected, ndone = int(u[0]), int(u[1])
-        slots[:n] = self._txbuf[:n]          # [sent | rejected | untried]: the caller frees the rest
+        slots[:n] = self._txbuf[:n]
         self.in_tx += sent
         if ndone:
             self._completed(ndone)
         if rejected:
             self._note_oversize(rejected)
-        return sent
+        return sent, rejected
 
     def _tx(self, mbufs: list[Mbuf]) -> int:
         if not mbufs:
@@ -284,6 +313,9 @@ class AfXdpQueue(PortQueue):
         self._closed = True
         self.lib.nx_close(self._h)
         self._h = None
+        _drop_orphan(self.lib, self.ffi, self.iface, socket.if_nametoindex(self.iface)
+                     if os.path.exists(f"/sys/class/net/{self.iface}") else 0,
+                     f"port {self.port.name}")
         held = np.flatnonzero(self.owned).astype(np.int32)
         expected = self.in_fill + self.in_tx
         self.owned[:] = 0
@@ -358,6 +390,46 @@ def _check_program(lib: Any, ffi: Any, where: str, iface: str, ifindex: int) -> 
                         f"{iface} --all`) or use another interface")
 
 
+def xsk_sockets(iface: str) -> list[int]:
+    """The queues of ``iface`` with an AF_XDP socket in the XSK map of libxdp's program (any
+    process), [] without that program.  The program itself tells: it is test-run as if a
+    frame came in on each queue and redirects where a socket is.  (The kernel's socket
+    diagnostics for AF_XDP, CONFIG_XDP_SOCKETS_DIAG, are often not built.)"""
+    ffi, lib = _shim()
+    ifindex = socket.if_nametoindex(iface)
+    pid = ffi.new("uint32_t *")
+    name = ffi.new("char[32]")
+    if lib.nx_attached_prog(ifindex, pid, name, 32) or not pid[0] \
+            or ffi.string(name).decode(errors="replace") != LIBXDP_PROGS[0]:
+        return []
+    nq = max(1, _rx_queues(iface))
+    bound = np.zeros(nq, dtype=np.uint8)
+    err = lib.nx_bound_queues(ifindex, pid[0], nq, ffi.cast("uint8_t *", bound.ctypes.data))
+    if err < 0:
+        raise OSError(-err, f"test-running the XDP program on {iface}: {os.strerror(-err)}")
+    return np.flatnonzero(bound).tolist()
+
+
+def _drop_orphan(lib: Any, ffi: Any, iface: str, ifindex: int, when: str) -> None:
+    """Detach libxdp's XSK program from ``iface`` when no AF_XDP socket is bound to it any
+    more: the one a killed process left behind (the kernel keeps a program attached over
+    netlink until someone detaches it), or the one this process reused and libxdp does not
+    detach because it did not load it.  A socket of any other process keeps it."""
+    pid = ffi.new("uint32_t *")
+    name = ffi.new("char[32]")
+    if lib.nx_attached_prog(ifindex, pid, name, 32) or not pid[0]:
+        return
+    if ffi.string(name).decode(errors="replace") != LIBXDP_PROGS[0]:
+        return
+    nq = max(1, _rx_queues(iface))
+    bound = np.zeros(nq, dtype=np.uint8)
+    if lib.nx_bound_queues(ifindex, pid[0], nq, ffi.cast("uint8_t *", bound.ctypes.data)) != 0:
+        return                               # in use, or cannot tell: leave it be
+    if lib.nx_detach(ifindex, pid[0]) == 0:
+        log.info("%s: detached libxdp's XSK program %d from %s (no socket used it any more)",
+                 when, pid[0], iface)
+
+
 def _open_error(where: str, iface: str, qid: int, nq: int, err: int, stage: int, bind: int) -> PortError:
     e = -err
     what = {1: "registering the UMEM", 2: "creating the XSK socket", 3: "setting busy polling"}.get(stage, "")
@@ -386,10 +458,14 @@ def _membership_socket(iface: str, ifindex: int, promisc: bool, allmulti: bool) 
     if not (promisc or allmulti):
         return None
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    s.bind((iface, 0))
-    for on, kind in ((promisc, 1), (allmulti, 2)):   # PACKET_MR_PROMISC, PACKET_MR_ALLMULTI
-        if on:
-            s.setsockopt(263, 1, struct.pack("iHH8s", ifindex, kind, 0, b""))
+    try:
+        s.bind((iface, 0))
+        for on, kind in ((promisc, 1), (allmulti, 2)):   # PACKET_MR_PROMISC, _ALLMULTI
+            if on:
+                s.setsockopt(263, 1, struct.pack("iHH8s", ifindex, kind, 0, b""))
+    except BaseException:
+        s.close()
+        raise
     return s
 
 
@@ -418,6 +494,7 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
     except OSError:
         raise PortError(f"{where}: interface {iface!r} does not exist (in this network "
                         "namespace)") from None
+    ffi, lib = _shim()
     pool = port.pool
     mtu = int(_read_sys(iface, "mtu") or 1500)
     room = pool.stride - XDP_PACKET_HEADROOM
@@ -429,7 +506,7 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
     if not 2048 <= pool.stride <= os.sysconf("SC_PAGE_SIZE"):
         raise PortError(f"{where}: AF_XDP needs pool rows of 2048 bytes to a page; this pool's "
                         f"are {pool.stride} (af_xdp.pool_geometry gives one that fits)")
-    ffi, lib = _shim()
+    _drop_orphan(lib, ffi, iface, ifindex, f"port {cfg.name}")
     _check_program(lib, ffi, where, iface, ifindex)
     mac = _read_sys(iface, "address")
     if mac and len(mac) == 17:
@@ -445,16 +522,26 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
     served = [(i, core) for i, core in enumerate(cfg.cores) if port.serves(core)]
     member = None
     try:
-        member = _membership_socket(iface, ifindex, cfg.promiscuous, cfg.multicast) \
-            if any(i == 0 for i, _ in served) else None
+        try:
+            member = _membership_socket(iface, ifindex, cfg.promiscuous, cfg.multicast) \
+                if any(i == 0 for i, _ in served) else None
+        except PermissionError:
+            raise _open_error(where, iface, 0, nq, -errno.EPERM, 0, bind) from None
         for i, core in served:
             qid = start + i
             h = ffi.new("struct nx_queue **")
             info = ffi.new("struct nx_info *")
             stage = ffi.new("int *")
-            err = lib.nx_open(h, iface.encode(), qid, area, pool.capacity * pool.stride,
-                              pool.stride, 0 if aligned else 1, sizes[0], sizes[1], sizes[2],
-                              sizes[3], xdp_flags, bind, busy, info, stage)
+            deadline = time.monotonic() + BUSY_RETRY_S
+            while True:
+                err = lib.nx_open(h, iface.encode(), qid, area, pool.capacity * pool.stride,
+                                  pool.stride, 0 if aligned else 1, sizes[0], sizes[1], sizes[2],
+                                  sizes[3], xdp_flags, bind, busy, info, stage)
+                # EBUSY: the queue is still bound to a socket the kernel releases in the
+                # background (a killed process's: measured ~10-100 ms here); wait for it
+                if err != -errno.EBUSY or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
             if err:
                 raise _open_error(where, iface, qid, nq, err, stage[0], bind)
             q = AfXdpQueue(port, core, i, iface, qid, h[0], info,

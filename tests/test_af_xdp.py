@@ -1,0 +1,273 @@
+"""The AF_XDP port driver (nfkit.ports.af_xdp): XSK sockets whose UMEM is the mempool.
+
+Tests with packets use the ``netlab`` fixture (root, network namespaces) and veth pairs, on
+which the kernel runs XDP natively and AF_XDP in copy mode.  Frames carry a marker and a
+sequence number (helpers shared with test_af_packet), so kernel chatter is told apart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nfkit
+from nfkit.buffers import Mbuf, Mempool
+from nfkit.config import PortConfig, RuntimeConfig
+from nfkit.ports import _xdp_build
+from nfkit.ports import af_xdp as axp
+from nfkit.ports.base import Port, PortError, open_port
+from nfkit.runtime import Runtime
+from nfkit.testing.netns import NetLab, Veth
+from nfkit.testing.skips import need, need_root, need_tool
+from test_af_packet import marked, raw_recv, raw_socket, receive_all, send_slots, seq_of, udp_frame, udp_seq
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+LIBDIR = Path("/usr/lib/x86_64-linux-gnu/bpf")
+
+
+def need_xdp() -> None:
+    """The shim builds (libxdp, libbpf, cffi, gcc)."""
+    try:
+        _xdp_build.load()
+    except _xdp_build.XdpBuildError as exc:
+        need(False, f"AF_XDP shim unavailable: {exc}", "apt-get install libxdp-dev libbpf-dev gcc")
+
+
+def xdp_prog(iface: str, ns: str | None = None, with_id: bool = False) -> str | None:
+    """The name (``with_id``: "id name") of the XDP program on ``iface`` as ``ip link``
+    shows it (None: none)."""
+    cmd = ["ip", "link", "show", "dev", iface]
+    if ns:
+        cmd = ["ip", "-n", ns, *cmd[1:]]
+    m = re.search(r"prog/xdp id (\d+) name (\S+)", subprocess.run(cmd, capture_output=True,
+                                                                    text=True).stdout)
+    return None if not m else f"{m.group(1)} {m.group(2)}" if with_id else m.group(2)
+
+
+def xport(iface: str, pool: Mempool, *, device: str | None = None, args: str | None = None,
+          cores: list[int] | None = None, **fields) -> Port:
+    cfg = PortConfig(name=f"x-{iface}", device=device or f"af_xdp:{iface}", args=args,
+                     cores=cores or [0], **fields)
+    return open_port(cfg, pool, 32)
+
+
+@pytest.fixture
+def pair(netlab: NetLab) -> Veth:
+    need_xdp()
+    return netlab.veth()
+
+
+# -- arguments and errors -----------------------------------------------------------------
+
+@pytest.mark.parametrize("device,args,match", [
+    ("net_af_xdp0", None, r"needs iface=IF"),
+    ("net_af_xdp0", "iface=lo,bogus=1", r"unknown argument\(s\) \['bogus'\].*accepts: iface"),
+    ("net_af_xdp0", "iface=lo,queue_count=2", r"queue_count must be the number of the port's cores \(1\)"),
+    ("af_xdp:lo", "iface=eth9", r"iface=eth9 contradicts the device name's interface 'lo'"),
+    ("af_xdp:lo", "force_copy=1,zero_copy=1", r"contradict each other"),
+    ("af_xdp:lo", "xdp_mode=hw", r"xdp_mode must be native or skb"),
+    ("af_xdp:lo", "start_queue=x", r"start_queue must be 0..65535, got 'x'"),
+])
+def test_bad_arguments_name_port_argument_and_what_is_accepted(device: str, args: str | None,
+                                                               match: str) -> None:
+    with pytest.raises(PortError, match=match):
+        xport("lo", Mempool(capacity=8), device=device, args=args)
+
+
+def test_missing_interface_names_port_and_interface() -> None:
+    with pytest.raises(PortError, match=r"port x-nfkno0 \(af_xdp:nfkno0\): interface 'nfkno0' "
+                                        r"does not exist"):
+        xport("nfkno0", Mempool(capacity=8))
+
+
+def test_no_libxdp_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_xdp_build, "_loaded", None)
+    monkeypatch.setattr(_xdp_build, "_PKGS", ("libxdp-not-installed",))
+    with pytest.raises(axp.XdpUnavailable, match=r"apt-get install libxdp-dev libbpf-dev"):
+        xport("lo", Mempool(capacity=8))
+
+
+def test_mtu_larger_than_a_chunk_is_refused(netlab: NetLab) -> None:
+    need_xdp()
+    link = netlab.veth(mtu=3000)
+    with pytest.raises(PortError, match=r"MTU of nfa\S+ \(3000\) does not fit a chunk: a pool row "
+                                        r"of 2176 bytes holds 1920"):
+        xport(link.name, Mempool(capacity=64))
+    headroom, buf_size = axp.pool_geometry(3000)         # the pool that fits
+    port = xport(link.name, Mempool(capacity=64, headroom=headroom, buf_size=buf_size))
+    port.close()
+
+
+def test_program_attached_by_someone_else_is_not_replaced(pair: Veth) -> None:
+    subprocess.run(["ip", "link", "set", "dev", pair.name, "xdpgeneric", "obj",
+                    str(LIBDIR / "xdpfilt_alw_all.o"), "sec", "xdp"], check=True)
+    with pytest.raises(PortError, match=r"already has an XDP program attached by someone else "
+                                        r"\(id \d+, name 'xdpfilt_alw_all'\); nfkit does not "
+                                        r"replace it"):
+        xport(pair.name, Mempool(capacity=64))
+    assert xdp_prog(pair.name) == "xdpfilt_alw_all"
+
+
+def test_without_privilege_says_which_capabilities(pair: Veth) -> None:
+    need_root()
+    setpriv = need_tool("setpriv", "apt-get install util-linux")
+    code = textwrap.dedent(f"""
+        from nfkit.buffers import Mempool
+        from nfkit.config import PortConfig
+        from nfkit.ports.base import PortError, open_port
+        try:
+            open_port(PortConfig(name="p", device="af_xdp:{pair.name}", cores=[0]),
+                      Mempool(capacity=64), 32)
+        except PortError as exc:
+            print(exc)
+    """)
+    out = subprocess.run([setpriv, "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-c",
+                          code], capture_output=True, text=True, timeout=60)
+    assert re.search(r"needs root or CAP_NET_ADMIN \+ CAP_BPF|CAP_NET_ADMIN, CAP_BPF and "
+                     r"CAP_NET_RAW", out.stdout), out.stdout + out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+
+
+# -- packets --------------------------------------------------------------------------
+
+def test_received_frames_land_in_pool_slots_and_go_back_by_address(pair: Veth) -> None:
+    """Frames from the peer land in pool slots (the kernel writes them 256 bytes into the
+    row: no copy in nfkit), go back out by address, the XDP program is libxdp's and is
+    detached at close, the frame accounting holds and the pool is idle again."""
+    pool = Mempool(capacity=2048)
+    port = xport(pair.name, pool, rxd=512, txd=256)
+    q = port.queues[0]
+    assert isinstance(q, axp.AfXdpQueue)
+    assert q.zero_copy is False and q.xdp_mode == "native"     # veth: copy mode, native XDP
+    assert xdp_prog(pair.name) == "xsk_def_prog"
+    assert pool.in_use == q.in_fill == q.fill_size                # the fill ring is full
+    s = raw_socket(pair.peer)
+    frames = [marked(i, 60 + i) for i in range(200)]
+    for f in frames:
+        s.send(f)
+    got: dict[int, int] = {}
+    deadline = time.monotonic() + 5
+    while len(got) < 200 and time.monotonic() < deadline:
+        for slot in q.receive_slots(32).slots.tolist():
+            k = seq_of(bytes(pool.data[slot, pool.data_off[slot]:pool.data_off[slot]
+                                       + pool.data_len[slot]]))
+            if k is None:
+                pool.free_slots([slot])
+            else:
+                got[k] = slot
+    assert sorted(got) == list(range(200))
+    for k, slot in got.items():
+        assert pool.data_off[slot] == axp.XDP_PACKET_HEADROOM
+        o = int(pool.data_off[slot])
+        assert bytes(pool.data[slot, o:o + pool.data_len[slot]]) == frames[k]
+    q.transmit_slots(pool, np.array([got[k] for k in range(200)], dtype=np.int32))
+    back = raw_recv(s, seq_of, 200, timeout=5)
+    s.close()
+    assert sorted(back) == list(range(200)) and all(back[k] == frames[k] for k in back)
+    c = port.counters()
+    assert (c.rx_packets, c.tx_packets, c.tx_dropped) == (len(got) + c.rx_packets - 200, 200, 0)
+    assert c.tx_octets == sum(map(len, frames))
+    port.close()
+    assert pool.in_use == 0
+    assert xdp_prog(pair.name) is None
+
+
+def test_oversize_tx_is_dropped_and_counted(pair: Veth) -> None:
+    pool = Mempool(capacity=512)
+    port = xport(pair.name, pool)
+    q = port.queues[0]
+    frames = [marked(1, 60), marked(2, 1600), marked(3, 60)[:10], marked(4, 60)]
+    slots = pool.alloc_slots(4)
+    for s, f in zip(slots.tolist(), frames):
+        pool.data[s, pool.data_off[s]:pool.data_off[s] + len(f)] = np.frombuffer(f, np.uint8)
+        pool.data_len[s] = len(f)
+    rs = raw_socket(pair.peer)
+    q.transmit_slots(pool, slots)
+    back = raw_recv(rs, seq_of, 2, timeout=3)
+    rs.close()
+    assert sorted(back) == [1, 4]
+    c = port.counters()
+    assert (c.tx_packets, c.tx_dropped) == (2, 2)
+    port.close()
+    assert pool.in_use == 0
+
+
+def test_packets_of_another_pool_are_copied_into_the_umem(pair: Veth) -> None:
+    pool, other = Mempool(capacity=512), Mempool(capacity=64)
+    port = xport(pair.name, pool)
+    rs = raw_socket(pair.peer)
+    send_slots(port.queues[0], other, [marked(i) for i in range(20)], burst=8)
+    assert other.in_use == 0
+    ms = [Mbuf.from_bytes(marked(100 + i), other) for i in range(5)]
+    port.queues[0].transmit(ms)
+    back = raw_recv(rs, seq_of, 25, timeout=3)
+    rs.close()
+    assert sorted(back) == list(range(20)) + list(range(100, 105))
+    port.close()
+    assert pool.in_use == 0 and other.in_use == 0
+
+
+def test_rx_ring_overflow_is_counted_as_rx_dropped(pair: Veth) -> None:
+    pool = Mempool(capacity=1024)
+    port = xport(pair.name, pool, rxd=64)
+    s = raw_socket(pair.peer)
+    for i in range(300):                     # nobody polls meanwhile: the 64-slot ring overflows
+        s.send(marked(i))
+    s.close()
+    time.sleep(0.2)
+    got = receive_all([port.queues[0]], seq_of, 300, timeout=1)[0]
+    port.close()
+    c = port.counters()
+    assert 0 < len(got) < 300
+    assert c.rx_dropped >= 300 - len(got)
+    assert port.hw_counters()["rx_ring_full"] + port.hw_counters()["rx_dropped"] == c.rx_dropped
+    assert pool.in_use == 0
+
+
+def test_killed_process_leaves_its_program_and_the_next_open_cleans_it_up(pair: Veth) -> None:
+    """SIGKILL gives libxdp no chance to detach: the XDP program stays on the interface
+    (the kernel keeps a netlink-attached program).  The next open sees libxdp's program with
+    no AF_XDP socket bound to the interface, detaches it and attaches a fresh one, which its
+    close detaches again."""
+    code = textwrap.dedent(f"""
+        import sys, time
+        from nfkit.buffers import Mempool
+        from nfkit.config import PortConfig
+        from nfkit.ports.base import open_port
+        open_port(PortConfig(name="p", device="af_xdp:{pair.name}", cores=[0]),
+                  Mempool(capacity=256), 32)
+        print("open", flush=True)
+        time.sleep(60)
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "open"
+        assert axp.xsk_sockets(pair.name) == [0]
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=10)
+    left = xdp_prog(pair.name, with_id=True)
+    assert left is not None and left.endswith(" xsk_def_prog")     # left behind
+    pool = Mempool(capacity=256)
+    port = xport(pair.name, pool)
+    now = xdp_prog(pair.name, with_id=True)
+    assert now is not None and now.endswith(" xsk_def_prog") and now != left   # a fresh one
+    rs = raw_socket(pair.peer)
+    rs.send(marked(7))
+    got = receive_all([port.queues[0]], seq_of, 1, timeout=3)[0]
+    rs.close()
+    assert list(got) == [7]
+    port.close()
+    assert xdp_prog(pair.name) is None and pool.in_use == 0
