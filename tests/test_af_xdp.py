@@ -403,3 +403,66 @@ def test_two_queues_two_cores_forward_every_packet_exactly_once(netlab: NetLab) 
                 for c in ("0", "1")]
     assert all(c > 0 for c in per_core), per_core     # RSS (the flow hash) used both queues
     assert xdp_prog(pair.name) is None
+
+
+# -- backends -------------------------------------------------------------------------
+
+def test_net_af_xdp0_is_nfkits_driver_unless_the_backend_is_dpdk() -> None:
+    from nfkit.ports.base import driver_of
+    assert driver_of("net_af_xdp0", "auto") == driver_of("net_af_xdp0", "native") == "af_xdp"
+    assert driver_of("af_xdp:eth0", "auto") == "af_xdp"
+    assert driver_of("net_af_xdp0", "dpdk") == "dpdk"
+
+
+DPDK_ECHO = """
+import socket, sys, textwrap, threading, time
+import nfkit
+from nfkit.config import RuntimeConfig
+from nfkit.runtime import Runtime
+iface, peer = sys.argv[1:3]
+rt = Runtime.build(RuntimeConfig.from_toml_text(textwrap.dedent(f'''
+    app_name = "dpdk-xdp"
+    master_core = 0
+    duration = 8
+    backend = "dpdk"
+    [[ports]]
+    name = "eth1"
+    device = "net_af_xdp0"
+    args = "iface={iface},start_queue=0,queue_count=1"
+    cores = [0]
+''')))
+print("driver", rt.ports["eth1"].driver, flush=True)
+rt.add_pipeline_to_port("eth1", lambda q: nfkit.Poll(q).send(q))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88B5))
+s.bind((peer, 0x88B5))
+def send():
+    time.sleep(1.5)
+    for i in range(50):
+        s.send(bytes.fromhex("020000000002020000000001") + b"\\x88\\xb5" + i.to_bytes(4, "big") + bytes(50))
+    time.sleep(1)
+    rt.stop("sent")
+threading.Thread(target=send).start()
+res = rt.execute()
+print("ports", res.ports["eth1"]["rx_packets"], res.ports["eth1"]["tx_packets"], flush=True)
+"""
+
+
+def test_backend_dpdk_opens_net_af_xdp0_through_dpdks_pmd(pair: Veth) -> None:
+    """backend = "dpdk": the same config goes through DPDK 22.11's af_xdp PMD (in a child
+    process: EAL once per process) and echoes the frames back."""
+    from test_dpdk import need_dpdk
+    need_dpdk()
+    need(Path("/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0/librte_net_af_xdp.so").exists()
+         or bool(subprocess.run(["sh", "-c", "ls /usr/lib/*/dpdk/*/librte_net_af_xdp.so"],
+                                capture_output=True).stdout),
+         "the system DPDK has no af_xdp PMD", "apt-get install dpdk (librte-net-af-xdp23)")
+    rs = raw_socket(pair.peer)
+    proc = subprocess.run([sys.executable, "-c", DPDK_ECHO, pair.name, pair.peer],
+                          capture_output=True, text=True, timeout=120)
+    back = raw_recv(rs, seq_of, 50, timeout=2)
+    rs.close()
+    assert "driver dpdk" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(back) == list(range(50))   # each echoed once (the kernel may add chatter)
+    m = re.search(r"ports (\d+) (\d+)", proc.stdout)
+    assert m and int(m.group(1)) == int(m.group(2)) >= 50, proc.stdout
