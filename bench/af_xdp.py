@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import _machine  # noqa: E402
 
-MODES = ("rxdrop", "txonly", "l2fwd")
+MODES = ["rxdrop", "txonly", "l2fwd"]
 #: seconds a DUT runs before its measured window (JIT compiles, the generator starts)
 WARMUP = 1.0
 DUTS = ("xdp", "afp", "c")
@@ -290,11 +290,11 @@ def report(res: dict, seconds: float, repeat: int, batch: int, cmd: str, where: 
                             f"{vs_afp:.2f}x af_packet ({'met' if vs_afp >= 1 else '**not met**'})")
     lines += ["", "Targets of issue #18 (nfkit AF_XDP >= 0.8x the C AF_XDP program and >= nfkit "
               "AF_PACKET, per CPU-second): " + "; ".join(verdicts) + "."]
-    l2 = res["l2fwd"]["xdp"]
+    l2 = res.get("l2fwd", {}).get("xdp", [])
     lines += ["", "l2fwd sink (afp_gen on g1, every frame checked): nfkit af_xdp runs received "
               + ", ".join(f"{r['gen']['received']:,} of {r['gen']['sent']:,} sent"
                           for r in l2 if r["gen"]) + ".  txonly: g1 received "
-              + ", ".join(f"{r['g1_rx']:,}" for r in res["txonly"]["xdp"])
+              + ", ".join(f"{r['g1_rx']:,}" for r in res.get("txonly", {}).get("xdp", []))
               + " frames in the nfkit af_xdp runs.", "", f"Machine: {where}.", "",
               f"Command: `{cmd}`", ""]
     return "\n".join(lines)
@@ -310,6 +310,7 @@ def main() -> None:
     ap.add_argument("--gen-core", type=int, default=0)
     ap.add_argument("--dut-core", type=int, default=1)
     ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument("--modes", default=",".join(MODES), help="modes to run (comma-separated)")
     ap.add_argument("--child", nargs=5, metavar=("KIND", "MODE", "RX_IF", "TX_IF", "SECONDS"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -324,6 +325,7 @@ def main() -> None:
             sys.exit(f"bench/af_xdp.py needs {tool}")
     cmd = " ".join(["python", "bench/af_xdp.py", *sys.argv[1:]])
     where = _machine.machine(load=True)
+    MODES[:] = [m for m in args.modes.split(",") if m]
     res = bench(args.seconds, args.repeat, args.batch, args.gen_core, args.dut_core)
     text = report(res, args.seconds, args.repeat, args.batch, cmd, where)
     if args.json:

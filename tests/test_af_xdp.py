@@ -466,3 +466,38 @@ def test_backend_dpdk_opens_net_af_xdp0_through_dpdks_pmd(pair: Veth) -> None:
     assert sorted(back) == list(range(50))   # each echoed once (the kernel may add chatter)
     m = re.search(r"ports (\d+) (\d+)", proc.stdout)
     assert m and int(m.group(1)) == int(m.group(2)) >= 50, proc.stdout
+
+
+def test_frame_accounting_is_checked_at_close(pair: Veth) -> None:
+    """Counts that disagree with the frames the kernel held fail the close (a driver bug
+    must not pass silently); the frames still go back to the pool."""
+    pool = Mempool(capacity=512)
+    port = xport(pair.name, pool)
+    q = port.queues[0]
+    assert isinstance(q, axp.AfXdpQueue)
+    q.in_fill += 1                           # what a lost frame would look like
+    with pytest.raises(PortError, match=r"frame accounting is off at close: the kernel held "
+                                        r"\d+ frames, the counts say \d+"):
+        port.close()
+    assert pool.in_use == 0
+
+
+def test_oversize_packets_in_a_burst_larger_than_the_tx_ring(pair: Veth) -> None:
+    """Rejected (oversize) packets early in a burst that needs several TX ring fills: every
+    good packet still goes out, and only the oversize ones are dropped."""
+    pool = Mempool(capacity=1024)
+    port = xport(pair.name, pool, txd=64)
+    frames = [marked(i, 1600 if i in (1, 70) else 60) for i in range(200)]
+    slots = pool.alloc_slots(len(frames))
+    for s, f in zip(slots.tolist(), frames):
+        pool.data[s, pool.data_off[s]:pool.data_off[s] + len(f)] = np.frombuffer(f, np.uint8)
+        pool.data_len[s] = len(f)
+    rs = raw_socket(pair.peer)
+    port.queues[0].transmit_slots(pool, slots)
+    back = raw_recv(rs, seq_of, 198, timeout=3)
+    rs.close()
+    c = port.counters()
+    port.close()
+    assert sorted(back) == [i for i in range(200) if i not in (1, 70)]
+    assert (c.tx_packets, c.tx_dropped) == (198, 2)
+    assert pool.in_use == 0

@@ -203,7 +203,7 @@ class AfXdpQueue(PortQueue):
         done = 0
         deadline = 0.0
         while done < total:
-            sent, rejected = self._tx_burst(slots[done:])
+            sent, rejected = self._tx_burst(slots[done:total])
             done += sent
             if rejected:                     # [sent | rejected | untried]: rejected to the end
                 rest = slots[done:]
@@ -221,13 +221,21 @@ class AfXdpQueue(PortQueue):
 
     def _tx_burst(self, slots: np.ndarray) -> tuple[int, int]:
         """One shim call: (sent, rejected); ``slots`` reordered [sent | rejected | untried]."""
-        n = min(len(slots), len(self._txbuf))
-        self._txbuf[:n] = slots[:n]
         u = self._u32
-        sent = self.lib.nx_tx(self._h, self._p_tx, n, self._p_off, self._p_len, self.max_len,
-                              u, self._p_done, _DONE_MAX, u + 1, self._p_owned)
+        if slots.dtype == np.int32 and slots.flags.c_contiguous and slots.flags.writeable:
+            # reordered in place by the shim: no copies (saves ~1.5 us per burst)
+            n = len(slots)
+            sent = self.lib.nx_tx(self._h, self.ffi.from_buffer("int32_t[]", slots), n,
+                                  self._p_off, self._p_len, self.max_len, u, self._p_done,
+                                  _DONE_MAX, u + 1, self._p_owned)
+        else:
+            n = min(len(slots), len(self._txbuf))
+            self._txbuf[:n] = slots[:n]
+            sent = self.lib.nx_tx(self._h, self._p_tx, n, self._p_off, self._p_len,
+                                  self.max_len, u, self._p_done, _DONE_MAX, u + 1,
+                                  self._p_owned)
+            slots[:n] = self._txbuf[:n]
         rejected, ndone = int(u[0]), int(u[1])
-        slots[:n] = self._txbuf[:n]
         self.in_tx += sent
         if ndone:
             self._completed(ndone)
