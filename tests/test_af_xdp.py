@@ -501,3 +501,30 @@ def test_oversize_packets_in_a_burst_larger_than_the_tx_ring(pair: Veth) -> None
     assert sorted(back) == [i for i in range(200) if i not in (1, 70)]
     assert (c.tx_packets, c.tx_dropped) == (198, 2)
     assert pool.in_use == 0
+
+
+def test_zero_copy_required_on_a_driver_without_it_says_so(pair: Veth) -> None:
+    pool = Mempool(capacity=256)
+    with pytest.raises(PortError, match=r"zero_copy=1 but the nfa\S+ driver has no AF_XDP "
+                                        r"zero-copy support"):
+        xport(pair.name, pool, args="zero_copy=1")
+    assert pool.in_use == 0 and xdp_prog(pair.name) is None
+
+
+def test_force_copy_busy_polling_and_promiscuous(pair: Veth) -> None:
+    """force_copy and busy_budget open and receive; promiscuous mode is on while the port
+    is open and off after it."""
+    pool = Mempool(capacity=512)
+    port = xport(pair.name, pool, args="force_copy=1,busy_budget=64,xdp_mode=native",
+                 promiscuous=True)
+    assert int(Path(f"/sys/class/net/{pair.name}/flags").read_text(), 16) & 0x100   # IFF_PROMISC
+    rs = raw_socket(pair.peer)
+    for i in range(10):
+        rs.send(marked(i))
+    got = receive_all([port.queues[0]], seq_of, 10, timeout=3)[0]
+    rs.close()
+    assert sorted(got) == list(range(10))
+    assert port.queues[0].zero_copy is False
+    port.close()
+    assert not int(Path(f"/sys/class/net/{pair.name}/flags").read_text(), 16) & 0x100
+    assert pool.in_use == 0
