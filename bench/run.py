@@ -179,6 +179,7 @@ def bench_per_packet(quick: bool) -> list[str]:
 
 EXTRA_SCRIPTS = (          # script, what it needs, time limit (s)
     ("af_packet.py", "root and veth pairs", 600),
+    ("af_xdp.py", "root, veth pairs and libxdp/libbpf (apt: libxdp-dev libbpf-dev)", 900),
     ("dpdk.py", "DPDK 22.11 (apt: dpdk libdpdk-dev) and cffi", 600),
     ("multicore.py", "two CPUs", 600),
     ("pcap.py", "numba for the JIT kernel, tcpdump for the peer row", 900),

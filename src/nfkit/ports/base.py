@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..buffers import Mempool
 from ..net import MacAddr
-from . import af_packet, dpdk, memory, null, pcap_port, tap
+from . import af_packet, af_xdp, dpdk, memory, null, pcap_port, tap
 from .kni import attach_kni
 from .port import (BACKENDS, Driver, KniDisabled, KniError, KniNotAcquired, Port, PortCounters,
                    PortError, PortQueue, not_applicable, via_dpdk)
@@ -45,6 +45,7 @@ DRIVERS: tuple[Driver, ...] = (
     null.DRIVER,
     pcap_port.DRIVER,
     af_packet.DRIVER,
+    af_xdp.DRIVER,
     tap.DRIVER,
     dpdk.DRIVER,
 )
