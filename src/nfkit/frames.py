@@ -49,10 +49,12 @@ class FrameRun:
 
     @property
     def kept(self) -> int:
+        """How many frames ``fn`` kept."""
         return len(self.frames)
 
     @property
     def seen(self) -> int:
+        """How many frames were given: kept + dropped + dropped on errors."""
         return len(self.frames) + self.dropped + sum(self.errors.values())
 
 

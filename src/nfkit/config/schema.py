@@ -303,6 +303,7 @@ class RuntimeConfig(_Strict):
 
     @property
     def base_dir(self) -> Path | None:
+        """The directory of the config file (relative port arguments are taken from there); None for configs built from text."""
         return self._base_dir
 
     def __eq__(self, other: object) -> bool:

@@ -243,6 +243,7 @@ class EchoMixin(DataMixin):
     __slots__ = ()
 
     def summary(self: Any) -> str:
+        """One line, as tcpdump prints it: ``ICMP echo request id 1 seq 2``."""
         kind = "request" if self.msg_type in (8, 128) else "reply"
         return f"{self._TAG} echo {kind} id {self.identifier} seq {self.seq_no}"
 

@@ -434,6 +434,7 @@ class PcapWriter:
 
     @property
     def closed(self) -> bool:
+        """Whether the file is closed."""
         return self._f.closed
 
     def __enter__(self) -> PcapWriter:

@@ -91,10 +91,12 @@ class PortQueue:
 
     @property
     def mac_addr(self) -> MacAddr:
+        """The MAC address of the queue's port (the source of the frames an NF answers with)."""
         return self.port.mac_addr
 
     @property
     def pool(self) -> Mempool:
+        """The mempool the queue's port receives into."""
         return self.port.pool
 
     def receive(self, max_packets: int | None = None) -> list[Mbuf]:

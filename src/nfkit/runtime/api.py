@@ -127,6 +127,7 @@ class Runtime:
         return {name: p.queues[core] for name, p in self.ports.items() if core in p.queues}
 
     def port(self, name: str) -> Port:
+        """The port named ``name`` in the config; a :class:`PortError` naming the configured ports otherwise."""
         try:
             return self.ports[name]
         except KeyError:

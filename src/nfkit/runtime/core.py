@@ -100,6 +100,7 @@ class CoreExecutor:
         self.idle_polls = 0
 
     def add_pipeline(self, pipeline: Pipeline) -> None:
+        """Run ``pipeline`` on this core from now on (in the order added)."""
         self.pipelines.append(pipeline)
 
     def add_timer(self, fn: Callable[[], Any], interval: float, name: str, start: float) -> None:
@@ -109,6 +110,7 @@ class CoreExecutor:
 
     @property
     def timers(self) -> int:
+        """How many timers this core has."""
         return len(self._timers)
 
     def shift_timers(self, by: float) -> None:
@@ -118,6 +120,7 @@ class CoreExecutor:
             t.due += by
 
     def poll(self) -> int:
+        """Run every pipeline once; the packets they handled (0: an idle round, counted as such)."""
         work = 0
         for p in self.pipelines:
             work += p.run_once()
@@ -146,6 +149,7 @@ class CoreExecutor:
         return ran
 
     def next_due(self) -> float | None:
+        """When the next timer is due (``time.monotonic()`` seconds), None without timers."""
         return self._timers[0].due if self._timers else None
 
 
@@ -201,6 +205,7 @@ class RunResult:
 
     @property
     def signal(self) -> UnixSignal | None:
+        """The signal that stopped the run, None when something else did."""
         for s in UnixSignal:
             if self.reason == f"signal {s.name}":
                 return s
@@ -269,4 +274,5 @@ class CoreRun:
     finish: Callable[[bool], tuple[list[str], list[Exception]]]
 
     def drained(self) -> bool:
+        """Whether every file source of this process has ended (``stop_when_drained``)."""
         return bool(self.file_sources) and all(q.exhausted for q in self.file_sources)
