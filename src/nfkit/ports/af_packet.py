@@ -62,7 +62,7 @@ import numpy as np
 from .. import _accel
 from ..buffers import Mbuf, Mempool
 from ..net import MacAddr
-from .port import Driver, Port, PortError, PortQueue
+from .port import Driver, Port, PortError, PortQueue, int_device_arg
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import PortConfig
@@ -549,19 +549,6 @@ def _map(sock: socket.socket, size: int) -> mmap.mmap:
 
 # -- opening ----------------------------------------------------------------------------
 
-def _int_arg(cfg: "PortConfig", opts: dict[str, str], key: str, default: int,
-             check: Callable[[int], bool], what: str) -> int:
-    if key not in opts:
-        return default
-    try:
-        value = int(opts[key], 0)
-    except ValueError:
-        value = None
-    if value is None or not check(value):
-        raise PortError(f"port {cfg.name} ({cfg.device}): {key} must be {what}, got {opts[key]!r}")
-    return value
-
-
 def _iface_of(cfg: "PortConfig", opts: dict[str, str]) -> str:
     plain = cfg.device.partition(":")[2] if cfg.device.startswith("af_packet:") else None
     iface = opts.get("iface")
@@ -672,16 +659,16 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
     opts = dict(args)
     iface = _iface_of(cfg, opts)
     ncores = len(cfg.cores)
-    _int_arg(cfg, opts, "qpairs", ncores, lambda v: v == ncores,
+    int_device_arg(where, opts, "qpairs", ncores, lambda v: v == ncores,
              f"the number of the port's cores ({ncores}): nfkit opens one queue pair per core")
-    blocksz = _int_arg(cfg, opts, "blocksz", DEFAULT_BLOCKSZ,
+    blocksz = int_device_arg(where, opts, "blocksz", DEFAULT_BLOCKSZ,
                        lambda v: v > 0 and v % PAGE == 0 and v <= 1 << 22,
                        f"a multiple of the page size ({PAGE}) up to 4 MiB")
-    framesz = _int_arg(cfg, opts, "framesz", DEFAULT_FRAMESZ,
+    framesz = int_device_arg(where, opts, "framesz", DEFAULT_FRAMESZ,
                        lambda v: v % 16 == 0 and 128 <= v <= blocksz,
                        f"a multiple of 16 from 128 to blocksz ({blocksz})")
-    framecnt = _int_arg(cfg, opts, "framecnt", 0, lambda v: 1 <= v <= 1 << 20, "1..1048576")
-    bypass = _int_arg(cfg, opts, "qdisc_bypass", 1, lambda v: v in (0, 1), "0 or 1")
+    framecnt = int_device_arg(where, opts, "framecnt", 0, lambda v: 1 <= v <= 1 << 20, "1..1048576")
+    bypass = int_device_arg(where, opts, "qdisc_bypass", 1, lambda v: v in (0, 1), "0 or 1")
 
     try:
         ifindex = socket.if_nametoindex(iface)

@@ -56,7 +56,7 @@ import numpy as np
 
 from ..buffers import Mbuf, Mempool
 from ..net import MacAddr
-from .port import Driver, Port, PortError, PortQueue
+from .port import Driver, Port, PortError, PortQueue, int_device_arg
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import PortConfig
@@ -343,18 +343,6 @@ _EMPTY = np.empty(0, dtype=np.int32)
 
 # -- opening ----------------------------------------------------------------------------
 
-def _int_arg(where: str, opts: dict[str, str], key: str, default: int, ok: Any, what: str) -> int:
-    if key not in opts:
-        return default
-    try:
-        value = int(opts[key], 0)
-    except ValueError:
-        value = None
-    if value is None or not ok(value):
-        raise PortError(f"{where}: {key} must be {what}, got {opts[key]!r}")
-    return value
-
-
 def _iface_of(cfg: "PortConfig", where: str, opts: dict[str, str]) -> str:
     plain = cfg.device.partition(":")[2] if cfg.device.startswith("af_xdp:") else None
     iface = opts.get("iface")
@@ -486,14 +474,14 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
     opts = dict(args)
     iface = _iface_of(cfg, where, opts)
     ncores = len(cfg.cores)
-    start = _int_arg(where, opts, "start_queue", 0, lambda v: 0 <= v < 1 << 16, "0..65535")
-    _int_arg(where, opts, "queue_count", ncores, lambda v: v == ncores,
+    start = int_device_arg(where, opts, "start_queue", 0, lambda v: 0 <= v < 1 << 16, "0..65535")
+    int_device_arg(where, opts, "queue_count", ncores, lambda v: v == ncores,
              f"the number of the port's cores ({ncores}): nfkit opens one queue per core")
-    force_copy = _int_arg(where, opts, "force_copy", 0, lambda v: v in (0, 1), "0 or 1")
-    zero_copy = _int_arg(where, opts, "zero_copy", 0, lambda v: v in (0, 1), "0 or 1")
+    force_copy = int_device_arg(where, opts, "force_copy", 0, lambda v: v in (0, 1), "0 or 1")
+    zero_copy = int_device_arg(where, opts, "zero_copy", 0, lambda v: v in (0, 1), "0 or 1")
     if force_copy and zero_copy:
         raise PortError(f"{where}: force_copy=1 and zero_copy=1 contradict each other")
-    busy = _int_arg(where, opts, "busy_budget", 0, lambda v: 0 <= v <= 1024, "0..1024")
+    busy = int_device_arg(where, opts, "busy_budget", 0, lambda v: 0 <= v <= 1024, "0..1024")
     mode = opts.get("xdp_mode", "")
     if mode not in ("", "native", "skb"):
         raise PortError(f"{where}: xdp_mode must be native or skb, got {mode!r}")

@@ -302,6 +302,22 @@ class Driver:
     backend: str = "native"
 
 
+def int_device_arg(where: str, opts: dict[str, str], key: str, default: int,
+                   check: Callable[[int], bool], what: str) -> int:
+    """The integer device argument ``key`` of ``opts`` (decimal, or 0x/0o/0b), ``default``
+    when absent; a :class:`PortError` starting with ``where`` (the port) naming the key, what
+    was expected and what was given when it is not a number or ``check`` refuses it."""
+    if key not in opts:
+        return default
+    try:
+        value: int | None = int(opts[key], 0)
+    except ValueError:
+        value = None
+    if value is None or not check(value):
+        raise PortError(f"{where}: {key} must be {what}, got {opts[key]!r}")
+    return value
+
+
 #: The config's ``backend`` values: which ports go through DPDK.
 BACKENDS = ("auto", "dpdk", "native")
 
