@@ -62,7 +62,7 @@ import numpy as np
 from .. import _accel
 from ..buffers import Mbuf, Mempool
 from ..net import MacAddr
-from .port import Driver, Port, PortError, PortQueue, int_device_arg
+from .port import Driver, Port, PortError, PortQueue, device_iface, int_device_arg, read_sys_net
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import PortConfig
@@ -549,27 +549,6 @@ def _map(sock: socket.socket, size: int) -> mmap.mmap:
 
 # -- opening ----------------------------------------------------------------------------
 
-def _iface_of(cfg: "PortConfig", opts: dict[str, str]) -> str:
-    plain = cfg.device.partition(":")[2] if cfg.device.startswith("af_packet:") else None
-    iface = opts.get("iface")
-    if plain and iface and iface != plain:
-        raise PortError(f"port {cfg.name} ({cfg.device}): iface={iface} contradicts the device "
-                        f"name's interface {plain!r}; give one")
-    iface = plain or iface
-    if not iface:
-        raise PortError(f"port {cfg.name} ({cfg.device}): needs iface=IF (the interface), or "
-                        "the device form \"af_packet:IF\"")
-    return iface
-
-
-def _read_sys(iface: str, what: str) -> str | None:
-    try:
-        with open(f"/sys/class/net/{iface}/{what}") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def _packet_socket(cfg: "PortConfig", iface: str) -> socket.socket:
     try:
         return socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -657,7 +636,7 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
         raise PortError(f"{where}: unknown argument(s) {unknown}; the af_packet driver "
                         f"accepts: {', '.join(_KNOWN_ARGS)}")
     opts = dict(args)
-    iface = _iface_of(cfg, opts)
+    iface = device_iface(where, cfg.device, "af_packet", opts)
     ncores = len(cfg.cores)
     int_device_arg(where, opts, "qpairs", ncores, lambda v: v == ncores,
              f"the number of the port's cores ({ncores}): nfkit opens one queue pair per core")
@@ -675,8 +654,8 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
     except OSError:
         raise PortError(f"{where}: interface {iface!r} does not exist (in this network "
                         "namespace)") from None
-    mtu = int(_read_sys(iface, "mtu") or 1500)
-    mac = _read_sys(iface, "address")
+    mtu = int(read_sys_net(iface, "mtu") or 1500)
+    mac = read_sys_net(iface, "address")
     if mac and len(mac) == 17:
         port.mac_addr = MacAddr(mac)
 

@@ -56,7 +56,7 @@ import numpy as np
 
 from ..buffers import Mbuf, Mempool
 from ..net import MacAddr
-from .port import Driver, Port, PortError, PortQueue, int_device_arg
+from .port import Driver, Port, PortError, PortQueue, device_iface, int_device_arg, read_sys_net
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import PortConfig
@@ -343,26 +343,6 @@ _EMPTY = np.empty(0, dtype=np.int32)
 
 # -- opening ----------------------------------------------------------------------------
 
-def _iface_of(cfg: "PortConfig", where: str, opts: dict[str, str]) -> str:
-    plain = cfg.device.partition(":")[2] if cfg.device.startswith("af_xdp:") else None
-    iface = opts.get("iface")
-    if plain and iface and iface != plain:
-        raise PortError(f"{where}: iface={iface} contradicts the device name's interface "
-                        f"{plain!r}; give one")
-    iface = plain or iface
-    if not iface:
-        raise PortError(f"{where}: needs iface=IF (the interface), or the device form \"af_xdp:IF\"")
-    return iface
-
-
-def _read_sys(iface: str, what: str) -> str | None:
-    try:
-        with open(f"/sys/class/net/{iface}/{what}") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def _rx_queues(iface: str) -> int:
     try:
         return len([d for d in os.listdir(f"/sys/class/net/{iface}/queues") if d.startswith("rx-")])
@@ -472,7 +452,7 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
         raise PortError(f"{where}: unknown argument(s) {unknown}; the af_xdp driver accepts: "
                         f"{', '.join(_KNOWN_ARGS)}")
     opts = dict(args)
-    iface = _iface_of(cfg, where, opts)
+    iface = device_iface(where, cfg.device, "af_xdp", opts)
     ncores = len(cfg.cores)
     start = int_device_arg(where, opts, "start_queue", 0, lambda v: 0 <= v < 1 << 16, "0..65535")
     int_device_arg(where, opts, "queue_count", ncores, lambda v: v == ncores,
@@ -492,7 +472,7 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
                         "namespace)") from None
     ffi, lib = _shim()
     pool = port.pool
-    mtu = int(_read_sys(iface, "mtu") or 1500)
+    mtu = int(read_sys_net(iface, "mtu") or 1500)
     room = pool.stride - XDP_PACKET_HEADROOM
     if mtu + ETH_HLEN > room:
         raise PortError(f"{where}: the MTU of {iface} ({mtu}) does not fit a chunk: a pool row of "
@@ -504,7 +484,7 @@ def _open(cfg: "PortConfig", port: Port, args: list[tuple[str, str]]) -> None:
                         f"are {pool.stride} (af_xdp.pool_geometry gives one that fits)")
     _drop_orphan(lib, ffi, iface, ifindex, f"port {cfg.name}")
     _check_program(lib, ffi, where, iface, ifindex)
-    mac = _read_sys(iface, "address")
+    mac = read_sys_net(iface, "address")
     if mac and len(mac) == 17:
         port.mac_addr = MacAddr(mac)
     aligned = pool.stride & (pool.stride - 1) == 0

@@ -318,6 +318,31 @@ def int_device_arg(where: str, opts: dict[str, str], key: str, default: int,
     return value
 
 
+def device_iface(where: str, device: str, prefix: str, opts: dict[str, str]) -> str:
+    """The interface a kernel-socket port (``af_packet:IF``, ``af_xdp:IF``, or DPDK's
+    ``iface=IF`` argument) works on: from the device name after ``prefix:`` or from ``iface``;
+    a :class:`PortError` starting with ``where`` when neither or two different ones are given."""
+    plain = device.partition(":")[2] if device.startswith(prefix + ":") else None
+    iface = opts.get("iface")
+    if plain and iface and iface != plain:
+        raise PortError(f"{where}: iface={iface} contradicts the device name's interface "
+                        f"{plain!r}; give one")
+    iface = plain or iface
+    if not iface:
+        raise PortError(f"{where}: needs iface=IF (the interface), or the device form "
+                        f"\"{prefix}:IF\"")
+    return iface
+
+
+def read_sys_net(iface: str, what: str) -> str | None:
+    """``/sys/class/net/IFACE/WHAT`` stripped (``mtu``, ``address``...), None if unreadable."""
+    try:
+        with open(f"/sys/class/net/{iface}/{what}") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 #: The config's ``backend`` values: which ports go through DPDK.
 BACKENDS = ("auto", "dpdk", "native")
 
